@@ -1,0 +1,84 @@
+"""The parent's table of its own children.
+
+Reaping is done per pid with ``waitpid(pid, WNOHANG)``, never with a blind
+``waitpid(-1)``: that would also steal the exit status of processes a user
+hook started with ``subprocess`` (whose ``wait()`` would then fail), and a
+parent must only ever signal pids it forked itself (Apache's CVE-2007-3304
+let children plant pids for the root parent to kill).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Child:
+    """One forked child.  ``kind`` is 'server', 'dequeue' or 'old' (a previous generation)."""
+
+    pid: int
+    kind: str
+    ready_fd: int = -1
+    booted: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+def describe_status(status: int | None) -> str:
+    if status is None:
+        return "exit status unknown"
+    if os.WIFSIGNALED(status):
+        try:
+            name = signal.Signals(os.WTERMSIG(status)).name
+        except ValueError:
+            name = str(os.WTERMSIG(status))
+        return f"killed by {name}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+class ChildTable:
+    """pid -> Child, with reaping and signalling limited to those pids."""
+
+    def __init__(self) -> None:
+        self.by_pid: dict[int, Child] = {}
+
+    def __len__(self) -> int:
+        return len(self.by_pid)
+
+    def __iter__(self):
+        return iter(list(self.by_pid.values()))
+
+    def add(self, child: Child) -> None:
+        self.by_pid[child.pid] = child
+
+    def count(self, *kinds: str) -> int:
+        return sum(1 for child in self.by_pid.values() if child.kind in kinds)
+
+    def pids(self, *kinds: str) -> list[int]:
+        return [pid for pid, child in self.by_pid.items() if not kinds or child.kind in kinds]
+
+    def reap(self) -> list[tuple[Child, int | None]]:
+        """Collect every child of ours that has exited."""
+        gone = []
+        for pid, child in list(self.by_pid.items()):
+            try:
+                waited, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                waited, status = pid, None  # reaped elsewhere; it is gone all the same
+            if waited:
+                del self.by_pid[pid]
+                gone.append((child, status))
+        return gone
+
+    def signal(self, signum: int, *kinds: str) -> None:
+        for pid in self.pids(*kinds):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def clear(self) -> None:
+        """In a new child: forget the parent's table (closing its fds is the caller's job)."""
+        self.by_pid = {}

@@ -1,0 +1,224 @@
+"""Layering every configuration source into one frozen ``Options`` object.
+
+Precedence is Net::Server's, highest first: constructor keywords, the
+command line, ``run()`` keywords, the conf file, ``default_values()``, the
+declared defaults.  Within one source a scalar takes its last occurrence; a
+list option takes every occurrence from the highest source that names it and
+ignores the lower ones (so ``--port 9001`` on the command line replaces the
+conf file's ports rather than adding to them).
+
+Each raw value is remembered with its origin (``server.conf:3``, ``command
+line``...) so that any later error about it can say where it came from.
+Unlike Net::Server we refuse what we do not understand: unknown keys, lines
+that are not ``key value``, values of the wrong type; nothing falls back to a
+default silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Iterable, NamedTuple
+
+from .errors import ConfigError
+from .options import Option, option_table
+
+
+class Raw(NamedTuple):
+    """One occurrence of an option in a source."""
+
+    name: str
+    value: Any
+    origin: str
+
+
+_CONF_LINE = re.compile(r"^(?:--)?([A-Za-z_][\w-]*)\s*(?:[=:]\s*|\s+|$)(.*)$")
+_ESCAPED_HASH = "\0hash\0"
+
+
+def normalise_key(key: str) -> str:
+    return key.strip().replace("-", "_")
+
+
+def parse_conf_text(content: str, path: str) -> list[Raw]:
+    """Read ``key value`` / ``key=value`` / ``key: value`` lines.
+
+    ``#`` starts a comment unless escaped as ``\\#``; trailing whitespace is
+    trimmed (Net::Server kept it, which silently broke paths).
+    """
+    entries = []
+    for number, line in enumerate(content.splitlines(), 1):
+        line = line.replace("\\#", _ESCAPED_HASH)
+        line = line.split("#", 1)[0].replace(_ESCAPED_HASH, "#").strip()
+        if not line:
+            continue
+        match = _CONF_LINE.match(line)
+        where = f"{path}:{number}"
+        if not match:
+            raise ConfigError(None, line, where, "is not a 'key value' line")
+        key, value = normalise_key(match.group(1)), match.group(2).strip()
+        if not value:
+            raise ConfigError(key, None, where, "needs a value")
+        entries.append(Raw(key, value, where))
+    return entries
+
+
+def read_conf_file(path: str, origin: str) -> list[Raw]:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(16 * 1024 * 1024 + 1)
+    except OSError as error:
+        raise ConfigError("conf_file", path, origin,
+                          f"cannot be read: {error.strerror or error}") from None
+    if len(data) > 16 * 1024 * 1024:
+        raise ConfigError("conf_file", path, origin, "is larger than 16 MiB")
+    try:
+        content = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError("conf_file", path, origin,
+                          f"is not UTF-8 text (byte {error.start})") from None
+    if "\0" in content:
+        raise ConfigError("conf_file", path, origin, "contains a NUL byte")
+    return parse_conf_text(content, path)
+
+
+def parse_argv(argv: Iterable[str], table: dict[str, Option], origin: str = "command line",
+               foreign: dict[str, str] | None = None) -> list[Raw]:
+    """``--key=value``, ``--key value``, ``--key-name value``; ``--flag`` alone means on.
+
+    A flag takes the next token as its value only when that token is a
+    boolean word, so ``--background --port 80`` works and ``--background
+    bogus`` is refused instead of being swallowed.
+    """
+    tokens = list(argv)
+    entries: list[Raw] = []
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        index += 1
+        if not token.startswith("--") or token == "--":
+            raise ConfigError(None, token, origin, "is not an option (options look like --name value)")
+        body = token[2:]
+        key, has_value, value = body.partition("=")
+        key = normalise_key(key)
+        option = table.get(key)
+        if option is None:
+            raise unknown_option(key, token, origin, foreign)
+        if not has_value:
+            nxt = tokens[index] if index < len(tokens) else None
+            if option.flag:
+                if nxt is not None and nxt.strip().lower() in {"0", "1", "yes", "no", "true", "false", "on", "off"}:
+                    value = nxt
+                    index += 1
+                else:
+                    value = "1"
+            else:
+                if nxt is None or (nxt.startswith("--") and len(nxt) > 2):
+                    raise ConfigError(key, None, origin, "needs a value")
+                value = nxt
+                index += 1
+        entries.append(Raw(key, value, origin))
+    return entries
+
+
+def unknown_option(key: str, given: str, origin: str, foreign: dict[str, str] | None) -> ConfigError:
+    if foreign and key in foreign:
+        return ConfigError(key, None, origin, f"is not valid for {foreign[key]}")
+    return ConfigError(None, given, origin, "is not a known option (see --help)")
+
+
+def entries_from_mapping(mapping: dict[str, Any], origin: str) -> list[Raw]:
+    """Keyword arguments: a list option takes a list (or one value)."""
+    entries = []
+    for key, value in mapping.items():
+        key = normalise_key(key)
+        if isinstance(value, (list, tuple)):
+            entries.extend(Raw(key, item, origin) for item in value)
+        else:
+            entries.append(Raw(key, value, origin))
+    return entries
+
+
+class Layered(NamedTuple):
+    values: dict[str, Any]
+    origins: dict[str, str]
+
+
+def layer(sources: list[list[Raw]], table: dict[str, Option],
+          foreign: dict[str, str] | None = None) -> Layered:
+    """Merge sources (highest precedence first) and convert every value.
+
+    Raises ConfigError for unknown keys, repeated values of a scalar given
+    as a list in one keyword, and any value its option refuses.
+    """
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for source in sources:
+        seen_here: set[str] = set()
+        for raw in source:
+            option = table.get(raw.name)
+            if option is None:
+                raise unknown_option(raw.name, raw.name, raw.origin, foreign)
+            if raw.name in values and raw.name not in seen_here:
+                continue  # a higher source already set it
+            converted = convert(option, raw)
+            if option.multi:
+                if raw.name in seen_here:
+                    values[raw.name] = values[raw.name] + (converted,)
+                else:
+                    values[raw.name] = (converted,)
+            else:
+                values[raw.name] = converted
+            origins[raw.name] = raw.origin
+            seen_here.add(raw.name)
+    for name, option in table.items():
+        if name not in values:
+            values[name] = option.default
+            origins[name] = "default"
+    return Layered(values, origins)
+
+
+def convert(option: Option, raw: Raw) -> Any:
+    try:
+        return option.convert(raw.value)
+    except ValueError as error:
+        raise ConfigError(option.name, raw.value, raw.origin, str(error)) from None
+
+
+_DATACLASSES: dict[tuple[str, ...], type] = {}
+
+
+def freeze(values: dict[str, Any]) -> Any:
+    """A frozen, slotted dataclass instance with one field per option."""
+    names = tuple(sorted(values))
+    cls = _DATACLASSES.get(names)
+    if cls is None:
+        cls = dataclasses.make_dataclass("Options", [(name, Any) for name in names],
+                                         frozen=True, slots=True)
+        _DATACLASSES[names] = cls
+    return cls(**values)
+
+
+def build(*, table: dict[str, Option], constructor: dict[str, Any], argv: list[str],
+          run_kwargs: dict[str, Any], default_values: dict[str, Any],
+          foreign: dict[str, str] | None = None) -> Layered:
+    """Read every source in Net::Server's order and layer them."""
+    ctor = entries_from_mapping(constructor, "constructor")
+    cli = parse_argv(argv, table, "command line", foreign)
+    run = entries_from_mapping(run_kwargs, "run()")
+    defaults = entries_from_mapping(default_values, "default_values()")
+    conf: list[Raw] = []
+    head = layer([ctor, cli, run, defaults], table, foreign)
+    conf_path = head.values.get("conf_file")
+    if conf_path:
+        conf = read_conf_file(conf_path, head.origins["conf_file"])
+    return layer([ctor, cli, run, conf, defaults], table, foreign)
+
+
+def pair(values: tuple[Any, ...], index: int) -> Any:
+    """host/proto/ipv pair with port by index; the last value is reused."""
+    return values[min(index, len(values) - 1)]
+
+
+__all__ = ["Raw", "Layered", "build", "freeze", "layer", "option_table", "pair", "parse_argv",
+           "parse_conf_text", "read_conf_file"]

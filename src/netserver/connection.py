@@ -1,0 +1,220 @@
+"""The ``client`` object handed to ``process_request``.
+
+Timeouts are enforced by the kernel: the listening socket carries
+SO_RCVTIMEO/SO_SNDTIMEO and every accepted socket inherits them, so the
+client socket stays blocking and costs no extra system call per read (a
+Python socket timeout would poll before every recv).  A read or write that
+waits longer raises ``TimeoutError`` through ``rfile`` and ``wfile``; code
+that calls ``client.sock`` directly sees ``BlockingIOError`` instead, which
+the server treats the same way.
+
+``rfile`` refuses lines longer than ``max_line_length`` (``LineTooLong``), so
+a client that never sends a newline costs at most that much memory.
+``wfile.write`` sends everything before it returns, or raises.
+"""
+
+from __future__ import annotations
+
+import io
+import select
+import socket
+import time
+
+from .listeners import Listener, normalise_ip
+
+
+class LineTooLong(ValueError):
+    """A line exceeded ``max_line_length`` bytes."""
+
+
+class _SocketRaw(io.RawIOBase):
+    """recv_into with the kernel's timeout reported as TimeoutError.
+
+    socket.SocketIO would turn EAGAIN into ``None``, which BufferedReader
+    takes for "no data yet" and would hand back a truncated line.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._recv_into = sock.recv_into
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        try:
+            return self._recv_into(buffer)
+        except BlockingIOError:
+            raise TimeoutError("timed out reading from the client") from None
+
+
+class LineReader(io.BufferedReader):
+    """A buffered reader whose ``readline`` and iteration stop at a limit."""
+
+    max_line_length = 65536
+
+    def readline(self, size: int | None = -1) -> bytes:  # type: ignore[override]
+        limit = self.max_line_length
+        if size is not None and 0 <= size <= limit:
+            return super().readline(size)
+        line = super().readline(limit + 1)
+        if len(line) > limit:
+            raise LineTooLong(f"line longer than {limit} bytes")
+        return line
+
+
+class SocketWriter:
+    """Binary writer that sends everything before returning, or raises."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sendall = sock.sendall
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        try:
+            self._sendall(data)
+        except BlockingIOError:
+            raise TimeoutError("timed out writing to the client") from None
+        return len(data)
+
+    def writelines(self, lines) -> None:
+        self.write(b"".join(lines))
+
+    def flush(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Connection:
+    """One accepted client (TCP or unix stream).
+
+    Attributes: ``sock``, ``rfile``, ``wfile``, ``peeraddr``, ``peerport``,
+    ``peerhost``, ``sockaddr``, ``sockport``, ``proto`` ('tcp' or 'unix'),
+    ``listener`` (the Listener it arrived on), ``data`` (None for streams).
+    """
+
+    data: bytes | None = None
+
+    def __init__(self, sock: socket.socket, peer, listener: Listener, max_line_length: int) -> None:
+        self.sock = sock
+        self.listener = listener
+        self.proto = listener.proto
+        if self.proto == "unix":
+            self.peeraddr, self.peerport = "", 0
+        else:
+            self.peeraddr, self.peerport = normalise_ip(peer[0]), peer[1]
+        self.peerhost = self.peeraddr
+        reader = LineReader(_SocketRaw(sock), 65536)
+        reader.max_line_length = max_line_length
+        self.rfile = reader
+        self.wfile = SocketWriter(sock)
+        self._local = None
+
+    @property
+    def sockaddr(self) -> str:
+        return self._local_name()[0]
+
+    @property
+    def sockport(self) -> int:
+        return self._local_name()[1]
+
+    def _local_name(self) -> tuple[str, int]:
+        if self._local is None:
+            if self.proto == "unix":
+                self._local = ("", 0)
+            else:
+                name = self.sock.getsockname()
+                self._local = (normalise_ip(name[0]), name[1])
+        return self._local
+
+    def send(self, data: bytes) -> int:
+        return self.wfile.write(data)
+
+    def close(self) -> None:
+        """Shut down for writing, drain what the client already sent, close.
+
+        Closing a socket with unread input makes the kernel send a reset,
+        which can destroy the tail of our reply before the client reads it.
+        The drain is bounded (1 MiB, 0.5 s) and costs nothing when the
+        client sent nothing more.
+        """
+        sock = self.sock
+        if sock.fileno() < 0:
+            return
+        self.wfile.close()
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            _drain(sock)
+        except OSError:
+            pass
+        try:
+            self.rfile.close()
+        except (OSError, ValueError):
+            pass
+        sock.close()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.proto} {self.peeraddr}:{self.peerport}>"
+
+
+def _drain(sock: socket.socket, limit: int = 1 << 20, seconds: float = 0.5) -> None:
+    got = 0
+    deadline = 0.0
+    poller = None
+    while got < limit:
+        try:
+            chunk = sock.recv(65536, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            if not got:
+                return  # nothing unread: a plain close sends no reset
+            if poller is None:
+                poller = select.poll()
+                poller.register(sock, select.POLLIN)
+                deadline = time.monotonic() + seconds
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                return
+            continue
+        if not chunk:
+            return
+        got += len(chunk)
+
+
+class Datagram:
+    """One UDP datagram as a client: ``data``, ``send(reply)``, ``rfile``."""
+
+    proto = "udp"
+    peerhost: str
+
+    def __init__(self, sock: socket.socket, data: bytes, peer, listener: Listener) -> None:
+        self.sock = sock
+        self.listener = listener
+        self.data = data
+        self.peer = peer
+        self.peeraddr, self.peerport = normalise_ip(peer[0]), peer[1]
+        self.peerhost = self.peeraddr
+        self.rfile = io.BytesIO(data)
+        self.wfile = self
+
+    @property
+    def sockaddr(self) -> str:
+        return normalise_ip(self.sock.getsockname()[0])
+
+    @property
+    def sockport(self) -> int:
+        return self.sock.getsockname()[1]
+
+    def send(self, data: bytes) -> int:
+        return self.sock.sendto(data, self.peer)
+
+    write = send
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        """The listening socket is shared: nothing to close."""

@@ -1,0 +1,359 @@
+"""Listening sockets: port specs, resolution, binding, and inheritance across exec.
+
+A port spec is Net::Server's string grammar: ``8080``, ``127.0.0.1:8080``,
+``[::1]:8080``, ``*:8080``, ``8080/udp``, ``localhost:8080|tcp``,
+``unix:/run/x.sock`` or ``/run/x.sock|unix``, with the ``host``, ``proto``
+and ``ipv`` options filling in what the string leaves out, paired with the
+ports by index.
+
+Each spec resolves to one or more ``Target`` (family, address, v6only), and
+each target becomes one ``Listener``.  On a HUP the parent re-execs itself
+with the listening fds left open and described in ``NETSERVER_LISTEN_FDS``;
+the new image adopts every fd whose target key still appears in its
+configuration (checked with getsockname, never trusted blindly) and closes
+the rest.  The socket is never closed and re-bound, so no connection is
+refused during a restart (closing a listener resets its accept queue).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import socket
+import stat
+from dataclasses import dataclass, field
+
+from .config import pair
+from .errors import BindError, ConfigError
+
+ENV_FDS = "NETSERVER_LISTEN_FDS"
+
+_IPV_SUFFIX = re.compile(r"[|](ipv[46*])$", re.IGNORECASE)
+_PROTO_SUFFIX = re.compile(r"[,|\s/](tcp|udp|unix)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ListenSpec:
+    """One parsed ``port`` entry."""
+
+    proto: str  # 'tcp' | 'udp' | 'unix'
+    host: str  # '*' | name | address ('' for unix)
+    port: int  # 0 for unix
+    path: str  # unix socket path, else ''
+    ipv: str  # '4' | '6' | '46' | '*'
+    text: str  # as written, for messages
+    origin: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """A concrete socket to create: family, bind address, and dual-stack choice."""
+
+    spec: ListenSpec
+    family: int
+    address: tuple | str
+    v6only: bool = False
+
+    @property
+    def key(self) -> str:
+        """Identity across a HUP: the spec as configured (port 0 stays 0)."""
+        host = self.address if isinstance(self.address, str) else self.address[0]
+        return f"{self.spec.proto}|{self.spec.host}|{self.spec.port}|{self.spec.ipv}|{self.family}|{host}"
+
+
+@dataclass
+class Listener:
+    """A bound socket and where it listens."""
+
+    target: Target
+    sock: socket.socket
+    inherited: bool = False
+    unix_inode: tuple[int, int] | None = field(default=None, repr=False)
+
+    @property
+    def proto(self) -> str:
+        return self.target.spec.proto
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    @property
+    def host(self) -> str:
+        if self.proto == "unix":
+            return self.target.spec.path
+        return normalise_ip(self.sock.getsockname()[0])
+
+    @property
+    def port(self) -> int:
+        return 0 if self.proto == "unix" else self.sock.getsockname()[1]
+
+    def describe(self) -> str:
+        """``tcp:127.0.0.1:8080`` (the form of the READY line)."""
+        return f"{self.proto}:{self.host}:{self.port}"
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def remove_socket_file(self) -> None:
+        """Unlink our unix socket file, only if it is still the one we bound."""
+        if self.unix_inode is None:
+            return
+        try:
+            info = os.lstat(self.target.spec.path)
+            if (info.st_dev, info.st_ino) == self.unix_inode:
+                os.unlink(self.target.spec.path)
+        except OSError:
+            pass
+
+
+def normalise_ip(address: str) -> str:
+    if address.startswith("::ffff:") and "." in address:
+        return address[7:]
+    return address
+
+
+def parse_port(text: str, index: int, hosts: tuple[str, ...], protos: tuple[str, ...],
+               ipvs: tuple[str, ...], origin: str) -> ListenSpec:
+    """Take one port string apart from the right, as Net::Server does."""
+    rest = text.strip()
+    ipv = None
+    while (match := _IPV_SUFFIX.search(rest)) is not None:
+        found = match.group(1)[3]
+        ipv = found if ipv is None else "".join(sorted(set(ipv + found))).replace("*", "") or "*"
+        rest = rest[: match.start()]
+    proto = None
+    if rest.lower().startswith("unix:"):
+        proto, rest = "unix", rest[5:]
+    elif (match := _PROTO_SUFFIX.search(rest)) is not None:
+        proto, rest = match.group(1).lower(), rest[: match.start()]
+    proto = proto or pair(protos, index)
+    ipv = ipv or pair(ipvs, index)
+    if proto == "unix":
+        if not rest.startswith("/") and not rest.startswith("."):
+            raise ConfigError("port", text, origin, "is not a unix socket path (give an absolute path)")
+        return ListenSpec("unix", "", 0, rest, "*", text, origin)
+    host = None
+    if rest.startswith("["):
+        close = rest.find("]")
+        if close < 0 or rest[close + 1: close + 2] != ":":
+            raise ConfigError("port", text, origin, "is not [ADDRESS]:PORT")
+        host, rest = rest[1:close], rest[close + 2:]
+    elif ":" in rest:
+        host, rest = rest.rsplit(":", 1)
+    host = host if host else pair(hosts, index)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return ListenSpec(proto, host, service_port(rest, proto, text, origin), "", ipv, text, origin)
+
+
+def service_port(word: str, proto: str, text: str, origin: str) -> int:
+    word = word.strip()
+    if word.isdigit():
+        number = int(word)
+        if number > 65535:
+            raise ConfigError("port", text, origin, "is not a port number between 0 and 65535")
+        return number
+    if re.fullmatch(r"[A-Za-z][\w-]*", word):
+        try:
+            return socket.getservbyname(word, proto)
+        except OSError:
+            pass
+    raise ConfigError("port", text, origin, "is not a port number, service name or socket path")
+
+
+def parse_ports(ports: tuple[str, ...], hosts: tuple[str, ...], protos: tuple[str, ...],
+                ipvs: tuple[str, ...], origin: str) -> list[ListenSpec]:
+    specs: list[ListenSpec] = []
+    for index, text in enumerate(ports):
+        spec = parse_port(text, index, hosts, protos, ipvs, origin)
+        duplicate = spec.port != 0 and any(
+            (s.proto, s.host, s.port, s.path, s.ipv) == (spec.proto, spec.host, spec.port, spec.path, spec.ipv)
+            for s in specs)
+        if not duplicate:
+            specs.append(spec)
+    return specs
+
+
+def ipv6_available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def resolve(spec: ListenSpec) -> list[Target]:
+    """Turn a spec into sockets to bind; raises BindError for unresolvable hosts."""
+    if spec.proto == "unix":
+        return [Target(spec, socket.AF_UNIX, spec.path)]
+    kind = socket.SOCK_DGRAM if spec.proto == "udp" else socket.SOCK_STREAM
+    families = {"4": [socket.AF_INET], "6": [socket.AF_INET6],
+                "46": [socket.AF_INET6, socket.AF_INET], "64": [socket.AF_INET6, socket.AF_INET]}
+    have_v6 = ipv6_available()
+    if spec.host in ("*", ""):
+        if spec.ipv == "*":
+            if have_v6:
+                return [Target(spec, socket.AF_INET6, ("::", spec.port), v6only=False)]
+            return [Target(spec, socket.AF_INET, ("0.0.0.0", spec.port))]
+        return [Target(spec, family, ("::" if family == socket.AF_INET6 else "0.0.0.0", spec.port),
+                       v6only=True) for family in families[spec.ipv] if family == socket.AF_INET or have_v6]
+    wanted = families.get(spec.ipv, [socket.AF_INET6, socket.AF_INET])
+    try:
+        infos = socket.getaddrinfo(spec.host, spec.port, 0, kind, 0, socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise BindError(f"{spec.host}:{spec.port}", f"cannot resolve host {spec.host!r}: {error.strerror}") from None
+    targets: list[Target] = []
+    for family, _, _, _, sockaddr in infos:
+        if family not in wanted or (family == socket.AF_INET6 and not have_v6):
+            continue
+        target = Target(spec, family, (sockaddr[0], spec.port), v6only=family == socket.AF_INET6)
+        if target not in targets:
+            targets.append(target)
+    if not targets:
+        raise BindError(f"{spec.host}:{spec.port}", f"host {spec.host!r} has no IPv{spec.ipv} address")
+    return targets
+
+
+def open_listener(target: Target, backlog: int, port_override: int | None = None) -> Listener:
+    spec = target.spec
+    kind = socket.SOCK_DGRAM if spec.proto == "udp" else socket.SOCK_STREAM
+    if spec.proto == "unix":
+        return _open_unix(target, backlog)
+    address = target.address
+    if port_override is not None:
+        address = (address[0], port_override)
+    shown = f"[{address[0]}]:{address[1]}" if target.family == socket.AF_INET6 else f"{address[0]}:{address[1]}"
+    sock = socket.socket(target.family, kind)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if target.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if target.v6only else 0)
+        sock.bind(address)
+        if kind == socket.SOCK_STREAM:
+            sock.listen(backlog)
+    except OSError as error:
+        sock.close()
+        raise BindError(f"{spec.proto}:{shown}", error) from None
+    return Listener(target, sock)
+
+
+def _open_unix(target: Target, backlog: int) -> Listener:
+    path = target.spec.path
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    if info is not None:
+        if not stat.S_ISSOCK(info.st_mode):
+            raise BindError(f"unix:{path}", "the path exists and is not a socket; not removing it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            os.unlink(path)  # stale: nobody listens on it
+        except OSError:
+            pass
+        else:
+            raise BindError(f"unix:{path}", "another server is listening on this socket")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(backlog)
+        info = os.lstat(path)
+    except OSError as error:
+        sock.close()
+        raise BindError(f"unix:{path}", error) from None
+    return Listener(target, sock, unix_inode=(info.st_dev, info.st_ino))
+
+
+def bind_all(targets: list[Target], backlog: int, inherited: dict[str, socket.socket],
+             log) -> list[Listener]:
+    """Adopt inherited sockets whose key matches, bind the rest.
+
+    With port 0 and several targets of one spec, every family gets the port
+    the first one was given (as Net::Server does), so ``localhost:0`` is one
+    port on both ::1 and 127.0.0.1.
+    """
+    listeners: list[Listener] = []
+    chosen_port: dict[ListenSpec, int] = {}
+    try:
+        for target in targets:
+            sock = inherited.pop(target.key, None)
+            if sock is not None:
+                listener = Listener(target, sock, inherited=True)
+                log(3, "Reassociating file descriptor %d with %s", sock.fileno(), listener.describe())
+            else:
+                override = chosen_port.get(target.spec) if target.spec.port == 0 else None
+                listener = open_listener(target, backlog, override)
+                log(2, "Binding to %s", listener.describe())
+            if target.spec.proto != "unix":
+                chosen_port.setdefault(target.spec, listener.port)
+            listeners.append(listener)
+    except BaseException:
+        for listener in listeners:
+            if not listener.inherited:
+                listener.close()
+                listener.remove_socket_file()
+        raise
+    for key, sock in inherited.items():
+        log(2, "Closing un-mapped inherited socket %s (fd %d)", key, sock.fileno())
+        sock.close()
+    return listeners
+
+
+def export_env(listeners: list[Listener]) -> str:
+    """Clear FD_CLOEXEC on the listeners and describe them for the next image."""
+    entries = []
+    for listener in listeners:
+        os.set_inheritable(listener.fileno(), True)
+        entries.append(f"{listener.fileno()}={listener.target.key}")
+    return ";".join(entries)
+
+
+def import_env(value: str | None, targets: list[Target]) -> dict[str, socket.socket]:
+    """Sockets handed over by the previous image, checked with getsockname."""
+    found: dict[str, socket.socket] = {}
+    if not value:
+        return found
+    by_key = {target.key: target for target in targets}
+    for entry in value.split(";"):
+        fd_text, _, key = entry.partition("=")
+        if not fd_text.isdigit():
+            continue
+        fd = int(fd_text)
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue
+        target = by_key.get(key)
+        if target is None or not _matches(sock, target):
+            sock.close()
+            continue
+        os.set_inheritable(fd, False)
+        found[key] = sock
+    return found
+
+
+def _matches(sock: socket.socket, target: Target) -> bool:
+    try:
+        if sock.family != target.family:
+            return False
+        expected = socket.SOCK_DGRAM if target.spec.proto == "udp" else socket.SOCK_STREAM
+        if sock.type != expected:
+            return False
+        if expected == socket.SOCK_STREAM and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            return False
+        name = sock.getsockname()
+    except OSError as error:
+        if error.errno in (errno.EBADF, errno.ENOTSOCK):
+            return False
+        raise
+    if target.family == socket.AF_UNIX:
+        return name == target.address
+    return name[0] == target.address[0] and (target.spec.port == 0 or name[1] == target.spec.port)

@@ -1,0 +1,250 @@
+"""Option declarations: one ``Option`` per setting, parsers that know their name.
+
+An ``Option`` carries everything about a setting: its name, how to read a
+value, its default and its help text.  The same declaration drives ``run()``
+keywords, the command line, the conf file, ``--help`` and the README table,
+so a setting cannot be spelled or validated differently in two places.
+
+A server class lists its options in ``declared_options``; a subclass adds its
+own by extending the tuple (``declared_options = Base.declared_options +
+(Option(...),)``).  Parsers take either text (command line, conf file) or a
+native Python value (keywords) and raise ``ValueError`` with a hint; the
+caller turns that into a ``ConfigError`` naming the option, value and source.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable
+
+Parser = Callable[[Any], Any]
+
+_TRUE = {"1", "yes", "true", "on"}
+_FALSE = {"0", "no", "false", "off", ""}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration setting.
+
+    ``multi`` options collect every occurrence (port, allow...); scalar
+    options keep the last occurrence within a source.  ``flag`` options may
+    be given without a value on the command line.
+    """
+
+    name: str
+    parse: Parser
+    default: Any
+    help: str
+    multi: bool = False
+    flag: bool = False
+    metavar: str = "VALUE"
+
+    def convert(self, value: Any) -> Any:
+        """Parse one raw value (text or native); ValueError carries the hint."""
+        return self.parse(value)
+
+
+def boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("is not a boolean (use 1, 0, yes, no, true, false, on or off)")
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Parser:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("is not a whole number")
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, str) and value.strip().lstrip("+").isdigit():
+            number = int(value.strip())
+        elif isinstance(value, str) and value.strip().startswith("-") and value.strip()[1:].isdigit():
+            number = int(value.strip())
+        else:
+            raise ValueError("is not a whole number")
+        if minimum is not None and number < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"must be at most {maximum}")
+        return number
+
+    return parse
+
+
+def seconds(allow_zero: bool = False) -> Parser:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError("is not a number of seconds")
+        try:
+            number = float(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            raise ValueError("is not a number of seconds") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError("is not a finite number of seconds")
+        if number < 0 or (number == 0 and not allow_zero):
+            raise ValueError("must be greater than 0" if not allow_zero else "must not be negative")
+        return number
+
+    return parse
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise ValueError("is not text")
+    result = str(value).strip()
+    if "\0" in result:
+        raise ValueError("contains a NUL byte")
+    return result
+
+
+def optional(parser: Parser) -> Parser:
+    def parse(value: Any) -> Any:
+        if value is None:
+            return None
+        return parser(value)
+
+    return parse
+
+
+def choice(*values: str) -> Parser:
+    def parse(value: Any) -> str:
+        word = text(value).lower()
+        if word not in values:
+            raise ValueError("is not one of " + ", ".join(values))
+        return word
+
+    return parse
+
+
+def signal_names(value: Any) -> tuple[str, ...]:
+    """``USR1,USR2`` or ``SIGUSR1`` -> ('USR1', 'USR2'); unknown names refused."""
+    names = []
+    for word in text(value).replace(",", " ").split():
+        name = word.upper().removeprefix("SIG")
+        if not hasattr(signal, "SIG" + name) or name in ("KILL", "STOP", "CHLD"):
+            raise ValueError(f"names a signal that cannot be passed through: {word!r}")
+        names.append(name)
+    if not names:
+        raise ValueError("names no signal")
+    return tuple(names)
+
+
+def octal_mode(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        try:
+            number = int(text(value), 8)
+        except ValueError:
+            raise ValueError("is not an octal mode such as 022") from None
+    if not 0 <= number <= 0o777:
+        raise ValueError("is not an octal mode between 000 and 777")
+    return number
+
+
+BASE_OPTIONS: tuple[Option, ...] = (
+    Option("conf_file", optional(text), None,
+           "Read options from this file (key value per line, # comments). "
+           "Values given in the constructor, on the command line or to run() win over it.",
+           metavar="PATH"),
+    Option("port", text, ("20203",),
+           "Where to listen: PORT, HOST:PORT, [V6ADDR]:PORT, PORT/udp, unix:/path or /path|unix. "
+           "Repeat it for several listeners; port 0 picks a free port. Default 20203.",
+           multi=True, metavar="SPEC"),
+    Option("host", text, ("*",),
+           "Bind address for each port, paired by index (the last one is reused). "
+           "'*' binds every address: one dual-stack IPv6 socket where IPv6 exists. Default *.",
+           multi=True, metavar="HOST"),
+    Option("proto", choice("tcp", "udp", "unix"), ("tcp",),
+           "Protocol for each port, paired by index: tcp, udp or unix. Default tcp.",
+           multi=True, metavar="PROTO"),
+    Option("ipv", choice("4", "6", "46", "64", "*"), ("*",),
+           "Address family for each port, paired by index: 4, 6, 46 (both, two sockets) or * "
+           "(as resolved). Default *.", multi=True, metavar="IPV"),
+    Option("listen", integer(1, 65535), socket.SOMAXCONN,
+           f"Listen backlog of each TCP or unix socket. Default socket.SOMAXCONN ({socket.SOMAXCONN}).",
+           metavar="N"),
+    Option("log_level", integer(0, 4), 2,
+           "0 errors only, 1 warnings, 2 notices, 3 info (one line per connection), 4 debug. Default 2.",
+           metavar="0-4"),
+    Option("log_file", optional(text), None,
+           "Append log lines to this file, or 'syslog' (or 'Sys::Syslog') to log to syslog. "
+           "Default: standard error.", metavar="PATH"),
+    Option("syslog_ident", text, "netserver", "Syslog identity. Default netserver.", metavar="NAME"),
+    Option("syslog_facility", text, "daemon", "Syslog facility name. Default daemon.", metavar="NAME"),
+    Option("syslog_logsock", optional(text), None,
+           "Syslog socket: a unix path, or host:port for UDP. Default /dev/log.", metavar="SOCKET"),
+    Option("pid_file", optional(text), None,
+           "Write the server's pid here and hold a lock on it while running; a second instance "
+           "with the same pid file refuses to start. Default: none.", metavar="PATH"),
+    Option("background", boolean, False,
+           "Detach from the terminal (double fork, setsid). The command returns once the server "
+           "accepts connections, with its start-up status. Default off.", flag=True, metavar="BOOL"),
+    Option("setsid", boolean, False,
+           "Background and start a new session (same as background here). Default off.",
+           flag=True, metavar="BOOL"),
+    Option("umask", optional(octal_mode), None,
+           "Set this umask (octal) at start-up. Default: unchanged.", metavar="MODE"),
+    Option("user", optional(text), None,
+           "Run children (Single: the server after binding) as this user, name or uid. Default: "
+           "unchanged.", metavar="USER"),
+    Option("group", optional(text), None,
+           "Run as these groups (names or gids, space or comma separated): the first is the gid, "
+           "all are the supplementary groups. Default: the user's groups.", metavar="GROUPS"),
+    Option("chroot", optional(text), None,
+           "Children (Single: the server) chroot into this directory after binding. Default: none.",
+           metavar="DIR"),
+    Option("allow", text, (), "Regular expression a peer address (or confirmed host name) must "
+           "fully match to be allowed. Repeatable.", multi=True, metavar="REGEX"),
+    Option("deny", text, (), "Regular expression that denies a matching peer. Repeatable.",
+           multi=True, metavar="REGEX"),
+    Option("cidr_allow", text, (), "Allow peers inside this CIDR block. Repeatable.",
+           multi=True, metavar="CIDR"),
+    Option("cidr_deny", text, (), "Deny peers inside this CIDR block. Repeatable.",
+           multi=True, metavar="CIDR"),
+    Option("reverse_lookups", boolean, False,
+           "Look up each peer's host name (forward-confirmed) for client.peerhost and the allow/deny "
+           "rules. Default off.", flag=True, metavar="BOOL"),
+    Option("timeout", seconds(allow_zero=True), 30.0,
+           "Seconds any single read or write on a client may wait; 0 turns it off. Default 30.",
+           metavar="SECONDS"),
+    Option("max_line_length", integer(1), 65536,
+           "Longest line client.rfile returns; a longer one closes the connection. Default 65536.",
+           metavar="BYTES"),
+    Option("udp_recv_len", integer(1, 65535), 65535,
+           "Largest UDP datagram read. Default 65535.", metavar="BYTES"),
+    Option("ready_fd", optional(integer(0)), None,
+           "Write one line 'READY pid=<pid> <proto>:<addr>:<port> ...' to this inherited file "
+           "descriptor once the server accepts, then close it.", metavar="FD"),
+    Option("check_config", boolean, False,
+           "Validate the configuration (options, users, hosts) without binding anything, then exit "
+           "0, or 2 with the error.", flag=True, metavar="BOOL"),
+)
+
+
+def option_table(declared: tuple[Option, ...]) -> dict[str, Option]:
+    """Name -> Option, later declarations overriding earlier ones."""
+    table: dict[str, Option] = {}
+    for option in declared:
+        table[option.name] = option
+    return table
+
+
+def format_help(declared: tuple[Option, ...], width: int = 100) -> str:
+    """The options section of ``--help``: one entry per option, in declaration order."""
+    import textwrap
+
+    lines = []
+    for option in option_table(declared).values():
+        flag = f"  --{option.name} {option.metavar}"
+        lines.append(flag)
+        lines.extend(textwrap.wrap(option.help, width, initial_indent="        ",
+                                   subsequent_indent="        "))
+    return "\n".join(lines)

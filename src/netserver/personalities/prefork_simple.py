@@ -1,0 +1,474 @@
+"""PreForkSimple: exactly max_servers children, each serving up to max_requests.
+
+The parent binds, forks the pool and then only supervises: it never reads a
+client byte.  It waits in one selector on the signal wakeup fd, one "ready"
+pipe per child and the HUP check's output, so a child that exits is
+replaced as soon as SIGCHLD arrives (Net::Server's parent could sleep up to
+10 s through the race between its signal check and its select).
+
+A child reports "ready" on its pipe when it first enters its accept loop.
+One that exits before that is a boot failure: those are respawned with
+backoff, and ten in a row with no successful boot stop the server (exit 3)
+rather than fork-looping forever.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import select
+import signal
+import threading
+import time
+
+from .. import daemon, restart, serialize
+from ..children import Child, ChildTable, describe_status
+from ..errors import BootFailure, ConfigError
+from ..options import Option, boolean, choice, integer, optional, seconds, signal_names, text
+from ..server import Server, StopServer
+from ..signals import HANDLED, block, restore, signal_name
+
+BOOT_FAILURE_LIMIT = 10
+OPTIONS = (
+    Option("max_servers", integer(1), 50, "Number of accepting children kept alive. Default 50.", metavar="N"),
+    Option("max_requests", integer(0), 1000,
+           "Connections a child serves before it exits and is replaced; 0 means no limit. Default 1000.",
+           metavar="N"),
+    Option("check_for_dead", seconds(), 30.0,
+           "Seconds between sweeps that look for children which died unnoticed. Default 30.", metavar="SECONDS"),
+    Option("max_dequeue", optional(integer(1)), None,
+           "Most dequeue children running at once (with check_for_dequeue). Default 1.", metavar="N"),
+    Option("check_for_dequeue", optional(seconds()), None,
+           "Every this many seconds fork a dequeue child running dequeue(). Default: never.", metavar="SECONDS"),
+    Option("lock_file", optional(text), None,
+           "File to flock for serialize flock. Default: a private file that is removed at once.", metavar="PATH"),
+    Option("serialize", choice("auto", "flock", "semaphore", "pipe", "none"), "auto",
+           "How children take turns to accept: flock, semaphore, pipe or none; auto is none with one "
+           "listener and flock with several. Default auto.", metavar="KIND"),
+    Option("graceful_timeout", seconds(), 30.0,
+           "Seconds children get to finish their connection on stop or restart before SIGKILL. Default 30.",
+           metavar="SECONDS"),
+    Option("leave_children_open_on_hup", boolean, True,
+           "On HUP let the old children finish their connection (1) or TERM them before the exec (0, "
+           "Net::Server's default). Default 1.", flag=True, metavar="BOOL"),
+    Option("sig_passthrough", signal_names, (),
+           "Signals the parent forwards to every child (e.g. USR1,USR2). Repeatable.", multi=True,
+           metavar="SIGNALS"),
+)
+
+
+class PreForkSimple(Server):
+    """A parent and a fixed pool of pre-forked children.
+
+    Parent signals: TERM, INT, QUIT stop gracefully (listeners closed,
+    children HUPed, killed after graceful_timeout); HUP validates and
+    re-execs, keeping the sockets; CHLD reaps; PIPE ignored; the
+    sig_passthrough signals are forwarded.  Child signals: HUP finishes the
+    current connection and exits (at once when idle); TERM, INT, QUIT run
+    child_finish_hook and exit at once.
+
+    Hooks in addition to Server's: ``child_init_hook()`` and
+    ``child_finish_hook()`` (each child), ``dequeue()`` / ``run_dequeue()``
+    (dequeue children; ``self.is_dequeue`` tells a hook where it runs).
+    """
+
+    personality = "PreForkSimple"
+    declared_options = Server.declared_options + OPTIONS
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.children = ChildTable()
+        self.lock: serialize.AcceptLock | None = None
+        self.parent_pid = 0
+        self._parent_fds: set[int] = set()
+        self._death_read = self._death_write = self._old_death_write = -1
+        self._boot_failures = 0
+        self._next_spawn = 0.0
+        self._stop_deadline = 0.0
+        self._old_deadline = 0.0
+        self._old_hup_at = 0.0
+        self._timers: dict[str, float] = {}
+        self._warned_threads: frozenset[str] = frozenset()
+        self._hup = self._parent_gone = False
+
+    # ------------------------------------------------------------ configuration
+    def post_configure(self) -> None:
+        super().post_configure()
+        options = self.options
+        if options.check_for_dequeue is not None and not self._has_dequeue():
+            raise ConfigError("check_for_dequeue", options.check_for_dequeue,
+                              self.option_origins["check_for_dequeue"],
+                              "is set but neither dequeue() nor run_dequeue() is overridden")
+
+    def _has_dequeue(self) -> bool:
+        cls = type(self)
+        return cls.dequeue is not PreForkSimple.dequeue or cls.run_dequeue is not PreForkSimple.run_dequeue
+
+    def serialize_kind(self) -> str:
+        kind = self.options.serialize
+        if kind == "auto":
+            return "flock" if len(self.listeners) > 1 else "none"
+        return kind
+
+    # ------------------------------------------------------------ parent start-up
+    def post_bind(self) -> None:
+        old = os.environ.get(restart.ENV_OLD_CHILDREN, "") if self.restarting else ""
+        death = os.environ.get(restart.ENV_DEATH_FD, "") if self.restarting else ""
+        super().post_bind()
+        self.parent_pid = os.getpid()
+        owner = (self.identity.uid, self.identity.gid) if self.identity and not self.identity.is_current() else None
+        self.lock = serialize.make_lock(self.serialize_kind(), lock_file=self.options.lock_file, owner=owner,
+                                        log=self.log)
+        self.lock.prepare()
+        self.log(3, "Setting up serialization via %s", self.lock.name)
+        if death.isdigit():
+            # The previous generation watches this fd for our death: keep it open until they are gone.
+            self._old_death_write = int(death)
+            os.set_inheritable(self._old_death_write, False)
+            self._parent_fds.add(self._old_death_write)
+        for pid in filter(str.isdigit, old.split(",")):
+            self.children.add(Child(int(pid), "old", booted=True))
+        self._death_read, self._death_write = os.pipe()
+        self._parent_fds.add(self._death_write)
+        self.signals.install(HANDLED + tuple(getattr(signal, "SIG" + name) for name in self.options.sig_passthrough),
+                             None)
+        self._parent_fds.update((self.signals.read_fd, self.signals.write_fd))
+
+    def loop(self) -> None:
+        self.watch_fd(self.signals.fileno(), self.dispatch_signals)
+        self._parent_fds.add(self.selector.fileno())
+        now = time.monotonic()
+        self._timers = {"dead": now + self.options.check_for_dead}
+        if self.options.check_for_dequeue is not None:
+            self._timers["dequeue"] = now + self.options.check_for_dequeue
+        if self.children.count("old"):
+            self._old_hup_at = now + 5.0
+        gc.freeze()  # keep the parent's objects out of the children's collections: pages stay shared
+        self.top_up()
+        while True:
+            self.run_events(self._next_wait())
+            self.reap()
+            if self.stopping:
+                if not len(self.children):
+                    break
+                if time.monotonic() >= self._stop_deadline:
+                    self.log(1, "graceful_timeout expired: killing %d children", len(self.children))
+                    self.children.signal(signal.SIGKILL)
+                    self._stop_deadline = time.monotonic() + 3600
+                continue
+            self.run_timers()
+            self.top_up()
+
+    def _next_wait(self) -> float:
+        deadlines = list(self._timers.values())
+        for deadline in (self._next_spawn, self._old_hup_at, self._old_deadline):
+            if deadline:
+                deadlines.append(deadline)
+        if self.stopping:
+            deadlines.append(self._stop_deadline)
+        if self._check is not None:
+            deadlines.append(self._check.started + restart.CHECK_TIMEOUT)
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else 1.0
+
+    def run_timers(self) -> None:
+        now = time.monotonic()
+        if now >= self._timers["dead"]:
+            self._timers["dead"] = now + self.options.check_for_dead
+            self.check_for_dead()
+        if "dequeue" in self._timers and now >= self._timers["dequeue"]:
+            self._timers["dequeue"] = now + self.options.check_for_dequeue
+            if self.children.count("dequeue") < (self.options.max_dequeue or 1):
+                self.spawn("dequeue")
+        if self._old_hup_at and now >= self._old_hup_at:
+            self.retire_old_generation()
+        if self._old_deadline and now >= self._old_deadline:
+            self._old_deadline = 0.0
+            if self.children.count("old"):
+                self.log(1, "Killing %d children of the previous generation after graceful_timeout",
+                         self.children.count("old"))
+                self.children.signal(signal.SIGKILL, "old")
+        restart.expire(self)
+
+    def check_for_dead(self) -> None:
+        """A backstop for a lost SIGCHLD: reap, then ask the kernel about each pid."""
+        self.reap()
+        for child in self.children:
+            try:
+                os.kill(child.pid, 0)
+            except ProcessLookupError:
+                self.forget(child, None)
+        self.lock.sweep(set(self.children.pids()))
+
+    def top_up(self) -> None:
+        if self.stopping or time.monotonic() < self._next_spawn:
+            return
+        missing = self.options.max_servers - self.children.count("server")
+        for _ in range(missing):
+            if not self.spawn("server") or self._next_spawn:
+                break
+
+    def retire_old_generation(self) -> None:
+        self._old_hup_at = 0.0
+        if self.children.count("old"):
+            self.log(2, "Sending HUP to %d children of the previous generation", self.children.count("old"))
+            self.children.signal(signal.SIGHUP, "old")
+            self._old_deadline = time.monotonic() + self.options.graceful_timeout
+
+    # ------------------------------------------------------------ children
+    def spawn(self, kind: str) -> bool:
+        self._warn_about_threads()
+        ready_read, ready_write = os.pipe() if kind == "server" else (-1, -1)
+        mask = block(self.signals.installed)
+        try:
+            pid = os.fork()
+        except OSError as error:
+            restore(mask)
+            for fd in (ready_read, ready_write):
+                if fd >= 0:
+                    os.close(fd)
+            self.log(0, "fork failed: %s; retrying in 1 s", error.strerror)
+            self._next_spawn = time.monotonic() + 1.0
+            return False
+        if pid == 0:
+            status = 1
+            try:
+                if ready_read >= 0:
+                    os.close(ready_read)
+                status = self.run_child(kind, ready_write)
+            except BaseException:
+                self.log(0, "child %d failed", os.getpid(), exc_info=True)
+            finally:
+                os._exit(status)
+        restore(mask)
+        child = Child(pid, kind, ready_read)
+        self.children.add(child)
+        if ready_write >= 0:
+            os.close(ready_write)
+            self._parent_fds.add(ready_read)
+            self.watch_fd(ready_read, lambda: self._child_reported(child))
+        self.log(4, "Child Preforked (%d) %s", pid, kind)
+        return True
+
+    def _child_reported(self, child: Child) -> None:
+        try:
+            data = os.read(child.ready_fd, 64)
+        except OSError:
+            data = b""
+        if data:
+            if not child.booted:
+                child.booted = True
+                self._boot_failures = 0
+                self._next_spawn = 0.0
+                if all(c.booted for c in self.children if c.kind == "server") and \
+                        self.children.count("server") >= self.options.max_servers:
+                    self.notify_ready()
+                    if self._old_hup_at:
+                        self.retire_old_generation()
+            return
+        self._close_ready(child)
+
+    def _close_ready(self, child: Child) -> None:
+        if child.ready_fd >= 0:
+            self.unwatch_fd(child.ready_fd)
+            os.close(child.ready_fd)
+            self._parent_fds.discard(child.ready_fd)
+            child.ready_fd = -1
+
+    def reap(self) -> None:
+        for child, status in self.children.reap():
+            self.forget(child, status)
+
+    def forget(self, child: Child, status: int | None) -> None:
+        self.children.by_pid.pop(child.pid, None)
+        self._close_ready(child)
+        self.lock.child_lost(child.pid)
+        if child.kind != "server" or child.booted or self.stopping:
+            if status and child.kind == "server" and not self.stopping:
+                self.log(1, "Child %d exited abnormally: %s", child.pid, describe_status(status))
+            return
+        self._boot_failures += 1
+        delay = min(0.1 * 2 ** (self._boot_failures - 1), 5.0)
+        self.log(1, "Child %d failed to boot (%s); %d in a row, next try in %.1f s", child.pid,
+                 describe_status(status), self._boot_failures, delay)
+        if self._boot_failures >= BOOT_FAILURE_LIMIT:
+            raise BootFailure(f"children failed to boot {self._boot_failures} times in a row; "
+                              "see the log for their errors")
+        self._next_spawn = time.monotonic() + delay
+
+    def _warn_about_threads(self) -> None:
+        if threading.active_count() <= 1:
+            return
+        names = frozenset(t.name for t in threading.enumerate() if t is not threading.main_thread())
+        if names != self._warned_threads:
+            self._warned_threads = names
+            self.log(1, "Forking while other threads run (%s): a child may deadlock on their locks",
+                     ", ".join(sorted(names)))
+
+    # ------------------------------------------------------------ parent signals
+    def handle_sigterm(self, signum: int) -> None:
+        if self.stopping:
+            return
+        self.log(2, "Received %s: stopping %d children", signal_name(signum), len(self.children))
+        self.stopping = True
+        self.close_listeners()
+        self.children.signal(signal.SIGHUP)
+        self._stop_deadline = time.monotonic() + self.options.graceful_timeout
+
+    handle_sigint = handle_sigquit = handle_sigterm
+
+    def handle_sigchld(self, signum: int) -> None:
+        self.reap()
+
+    def dispatch_signals(self) -> None:
+        for signum in self.signals.take():
+            name = signal_name(signum)
+            if name[3:] in self.options.sig_passthrough:
+                self.children.signal(signum, "server", "dequeue")
+            handler = getattr(self, "handle_" + name.lower(), None)
+            if handler is not None:
+                handler(signum)
+
+    def restart_env(self) -> dict[str, str]:
+        if not self.options.leave_children_open_on_hup:
+            self.children.signal(signal.SIGTERM)
+            pids = ""
+        else:
+            pids = ",".join(str(pid) for pid in self.children.pids("server", "old"))
+        os.set_inheritable(self._death_write, True)
+        self.lock.close()
+        return {restart.ENV_OLD_CHILDREN: pids, restart.ENV_DEATH_FD: str(self._death_write)}
+
+    def restart_failed(self) -> None:
+        os.set_inheritable(self._death_write, False)
+        self.lock = serialize.make_lock(self.serialize_kind(), lock_file=self.options.lock_file, log=self.log)
+        self.lock.prepare()
+        self.log(1, "Serialization restarted; current children keep their old lock until they are recycled")
+
+    def stop_children(self) -> None:
+        if not len(self.children):
+            self._close_lock()
+            return
+        if not self.stopping:
+            self.handle_sigterm(signal.SIGTERM)
+        deadline = self._stop_deadline
+        while len(self.children):
+            self.reap()
+            if time.monotonic() >= deadline:
+                self.children.signal(signal.SIGKILL)
+                deadline = time.monotonic() + 3600
+            time.sleep(0.01)
+        self._close_lock()
+
+    def _close_lock(self) -> None:
+        if self.lock is not None:
+            self.lock.close()
+
+    # ------------------------------------------------------------ the child
+    def run_child(self, kind: str, ready_write: int) -> int:
+        """Everything a child does; its caller ends in os._exit."""
+        self.is_child = True
+        self.is_dequeue = kind == "dequeue"
+        self.signals.reset_in_child()
+        for fd in self._parent_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._parent_fds = set()
+        self.selector = None
+        self.children.clear()
+        if self.pid_file is not None:
+            self.pid_file.close_in_child()
+        self.log.after_fork()
+        if self.is_dequeue:
+            self.lock.close_in_child()
+        else:
+            self.lock.child_init()
+        daemon.drop_privileges(self.identity, self.options.chroot)
+        daemon.set_parent_death_signal(signal.SIGHUP)
+        if os.getppid() != self.parent_pid:
+            return 0
+        self.signals.install((signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT), self.on_child_signal)
+        self.lock.wakeup_fd = self.signals.read_fd
+        restore(set())
+        try:
+            self.child_init_hook()
+            if self.is_dequeue:
+                self.dequeue()
+            else:
+                os.write(ready_write, b"R")
+                self.child_loop()
+        except StopServer:
+            pass
+        finally:
+            self.close_listeners()
+            self.child_finish_hook()
+        return 0
+
+    def on_child_signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            self._hup = True
+            if self._in_request:
+                self.close_listeners()  # refuse new connections now; the kernel keeps the parent's
+        elif signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            self._stop_requested = True
+            if self._in_request:
+                raise StopServer(signum)
+
+    def _child_flags(self) -> bool:
+        for signum in self.signals.take():
+            if signum == signal.SIGHUP:
+                self._hup = True
+            elif signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+                self._stop_requested = True
+        return self._hup or self._stop_requested or self._parent_gone
+
+    def child_loop(self) -> None:
+        exclusive = select.EPOLLEXCLUSIVE if self.lock.name == "none" else 0
+        poller = select.epoll()
+        by_fd = {}
+        for listener in self.listeners:
+            listener.sock.setblocking(False)
+            poller.register(listener.fileno(), select.EPOLLIN | exclusive)
+            by_fd[listener.fileno()] = listener
+        wakeup, death = self.signals.read_fd, self._death_read
+        poller.register(wakeup, select.EPOLLIN)
+        poller.register(death, select.EPOLLIN)
+        limit = self.options.max_requests
+        lock = self.lock
+        while not limit or self.requests < limit:
+            if self._child_flags():
+                break
+            try:
+                if not lock.acquire():
+                    continue
+            except serialize.LockGone:
+                break
+            client = None
+            try:
+                while client is None:
+                    events = poller.poll()
+                    if any(fd == death for fd, _ in events):
+                        self._parent_gone = True
+                        lock.parent_gone()
+                    if any(fd == wakeup for fd, _ in events) and self._child_flags() or self._parent_gone:
+                        break
+                    for fd, _ in events:
+                        listener = by_fd.get(fd)
+                        if listener is not None:
+                            client = self.accept_from(listener)
+                            if client is not None:
+                                break
+            finally:
+                lock.release()
+            if client is not None:
+                self.run_client_connection(client)
+        poller.close()
+
+    # ------------------------------------------------------------ dequeue
+    def dequeue(self) -> None:
+        """Body of a dequeue child; the default runs run_dequeue() (the seed's name)."""
+        self.run_dequeue()
+
+    def run_dequeue(self) -> None:
+        raise NotImplementedError("override dequeue() or run_dequeue() to use check_for_dequeue")

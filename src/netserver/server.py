@@ -1,0 +1,467 @@
+"""The Server base class: Net::Server's ``run()`` lifecycle, one phase per line.
+
+Read ``Server._lifecycle`` and ``Server.run_client_connection`` top to
+bottom: that is the order of the process.  Each phase is a method a
+subclass may override; each ``*_hook`` is a documented no-op meant for
+users.  Personalities (Single, PreForkSimple) override only how connections
+are accepted and where they run: ``loop``, ``post_bind`` additions and the
+stop/restart steps.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import selectors
+import socket
+import sys
+import time
+from typing import Any
+
+from . import config, daemon, listeners as listen, restart
+from .access import AccessPolicy, Resolver, confirmed_hostname
+from .connection import Connection, Datagram, LineTooLong
+from .errors import ConfigError, ExitCode, NetServerError
+from .log import Log, make_handler
+from .options import BASE_OPTIONS, Option, option_table
+from .signals import Signals, signal_name
+
+STOP_SIGNALS = (15, 2, 3)  # TERM, INT, QUIT
+
+
+class EventLoopMixin:
+    """A selector whose registered data are callbacks (parent loops use it)."""
+
+    selector: "selectors.BaseSelector | None" = None
+
+    def watch_fd(self, fd: int, callback) -> None:
+        if self.selector is None:
+            self.selector = selectors.DefaultSelector()
+        self.selector.register(fd, selectors.EVENT_READ, callback)
+
+    def unwatch_fd(self, fd: int) -> None:
+        if self.selector is not None:
+            try:
+                self.selector.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+
+    def run_events(self, timeout: float | None) -> None:
+        if self.selector is None:
+            self.selector = selectors.DefaultSelector()
+        for key, _ in self.selector.select(timeout):
+            key.data()
+
+
+class StopServer(BaseException):
+    """Raised from a signal handler to abandon the current request and stop.
+
+    A BaseException, so a handler's ``except Exception`` cannot swallow it.
+    """
+
+
+class Server(EventLoopMixin):
+    """A network server: configure, bind, then serve connections.
+
+    Caller API: ``Server(**options).run(argv=None, **options)``.  Without
+    ``argv`` it reads ``sys.argv`` and, on a configuration or start-up error,
+    prints one line to stderr and exits with the status of ``ExitCode``;
+    with ``argv`` (a list) it raises ``ConfigError``/``StartupError`` instead.
+
+    Hooks (override in a subclass; every default does nothing unless said):
+
+    ==================================  =======  ====================================
+    hook                                process  default
+    ==================================  =======  ====================================
+    configure_hook()                    parent   nothing; runs before any parsing
+    default_values() -> dict            parent   {}: lowest-precedence option values
+    post_configure_hook()               parent   nothing; options are in self.options
+    post_bind_hook()                    parent   nothing; sockets bound, still privileged
+    pre_loop_hook()                     parent   nothing; just before serving
+    child_init_hook()                   child    nothing; after fork and privilege drop
+    post_accept_hook(client)            child*   nothing
+    allow_deny_hook(client) -> bool     child*   True
+    request_denied_hook(client)         child*   nothing; client is closed afterwards
+    process_request(client)             child*   the demo line service
+    post_process_request_hook(client, ok)  child*  nothing; ok = allowed
+    post_client_connection_hook(client) child*   nothing; after the client is closed
+    child_finish_hook()                 child    nothing; before the child exits
+    pre_server_close_hook()             parent   nothing; before listeners close
+    restart_close_hook()                parent   nothing; just before a HUP re-exec
+    dequeue()                           dequeue  run_dequeue(), which must be overridden
+    ==================================  =======  ====================================
+
+    ``child*``: the process that accepted the connection (the server itself
+    for Single).  Phases a personality or protocol may override, in order:
+    configure, post_configure, pre_bind, bind, post_bind, loop, accept,
+    post_accept, get_client_info, allow_deny, post_process_request,
+    server_close.  Runtime state: ``self.options`` (frozen), ``self.listeners``,
+    ``self.children``, ``self.signals``, ``self.lock``, ``self.log``.
+    """
+
+    declared_options: tuple[Option, ...] = BASE_OPTIONS
+    personality = "Server"
+    #: DNS lookups for reverse_lookups; tests may substitute an object with
+    #: the same ``reverse``/``forward`` methods.
+    resolver: Any = Resolver()
+    connection_class = Connection
+
+    def __init__(self, **options: Any) -> None:
+        # Nothing process-wide here: a constructor may run before a fork.
+        self._constructor_options = options
+        self.options: Any = None
+        self.option_origins: dict[str, str] = {}
+        self.listeners: list[listen.Listener] = []
+        self.signals = Signals()
+        self.log = Log()
+        self.pid_file: daemon.PidFile | None = None
+        self.identity: daemon.Identity | None = None
+        self.access: AccessPolicy | None = None
+        self.targets: list[listen.Target] = []
+        self.requests = 0
+        self.is_child = False
+        self.is_dequeue = False
+        self.stopping = False
+        self.restarting = os.environ.get(restart.ENV_RESTART) == "1"
+        self.exit_code = ExitCode.OK
+        self._in_request = False
+        self._stop_requested = False
+        self._closed = False
+        self._status_fd = -1
+        self._ready_sent = False
+        self._start_dir = os.getcwd()
+        self._check: restart.Check | None = None
+        self._hup_again = False
+        self.selector = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self, argv: list[str] | None = None, **options: Any) -> None:
+        embedded = argv is not None
+        try:
+            self._lifecycle(list(argv) if embedded else sys.argv[1:], options)
+        except NetServerError as error:
+            self._report_failure(error)
+            if embedded:
+                raise
+            print(f"{os.path.basename(sys.argv[0] or 'netserver')}: {error}", file=sys.stderr)
+            sys.exit(int(error.exit_code))
+        if self.exit_code and not embedded:
+            sys.exit(int(self.exit_code))
+
+    def _lifecycle(self, argv: list[str], run_options: dict[str, Any]) -> None:
+        self.configure_hook()                # user: before any parsing
+        self.configure(argv, run_options)    # every source -> self.options (errors: exit 2)
+        self.post_configure()                # resolve users, hosts, rules; no side effects
+        self.post_configure_hook()           # user
+        if self.check_only():
+            return                           # --check_config / HUP validation stops here
+        try:
+            self.pre_bind()                  # log, umask, pid file lock
+            self.bind()                      # listeners (adopted across a HUP re-exec)
+            self.post_bind_hook()            # user: bound, still privileged
+            self.post_bind()                 # background, pid written, signals
+            self.pre_loop_hook()             # user
+            self.loop()                      # serve until stopped
+        finally:
+            self.server_close()              # children, listeners, pid file
+
+    def configure(self, argv: list[str], run_options: dict[str, Any]) -> None:
+        table = option_table(self.declared_options)
+        layered = config.build(table=table, constructor=self._constructor_options, argv=argv,
+                               run_kwargs=run_options, default_values=self.default_values(),
+                               foreign=self.foreign_options())
+        self.options = config.freeze(layered.values)
+        self.option_origins = layered.origins
+
+    def post_configure(self) -> None:
+        options, origins = self.options, self.option_origins
+        specs = listen.parse_ports(options.port, options.host, options.proto, options.ipv,
+                                   origins["port"])
+        self.targets = [target for spec in specs for target in listen.resolve(spec)]
+        self.identity = daemon.resolve_identity(options.user, options.group, origins)
+        daemon.check_can_become(self.identity, options.chroot)
+        self.access = AccessPolicy.compile(allow=options.allow, deny=options.deny,
+                                           cidr_allow=options.cidr_allow, cidr_deny=options.cidr_deny,
+                                           sources=origins)
+        if options.log_file is not None and options.log_file.lower() not in ("syslog", "sys::syslog"):
+            folder = os.path.dirname(os.path.abspath(options.log_file))
+            if not os.path.isdir(folder):
+                raise ConfigError("log_file", options.log_file, origins["log_file"],
+                                  f"is in a directory that does not exist ({folder})")
+
+    def check_only(self) -> bool:
+        if self.options.check_config or os.environ.get(restart.ENV_CHECK) == "1":
+            print(f"configuration OK ({self.personality})", file=sys.stderr)
+            return True
+        return False
+
+    def pre_bind(self) -> None:
+        options = self.options
+        if options.umask is not None:
+            os.umask(options.umask)
+        try:
+            handler = make_handler(options.log_file, options.syslog_ident, options.syslog_facility,
+                                   options.syslog_logsock)
+        except (OSError, ValueError) as error:
+            raise daemon.StartupError(f"log_file: cannot open {options.log_file!r}: {error}") from None
+        self.log.configure(options.log_level, handler)
+        if self.access.deny_only:
+            self.log(1, "Only deny rules are configured: every client will be denied")
+        if options.pid_file:
+            self.pid_file = daemon.PidFile(options.pid_file)
+            inherited = os.environ.pop(daemon.ENV_PIDFILE, "") if self.restarting else ""
+            if inherited.isdigit():
+                self.pid_file.adopt(int(inherited))
+            else:
+                self.pid_file.acquire(self.log)
+        self.log(2, "%s (type %s) starting! pid(%d)", type(self).__name__, self.personality, os.getpid())
+
+    def bind(self) -> None:
+        inherited = listen.import_env(os.environ.pop(listen.ENV_FDS, None), self.targets)
+        if inherited:
+            self.log(2, "Binding open file descriptors")
+        self.listeners = listen.bind_all(self.targets, self.options.listen, inherited, self.log)
+        timeout = self.options.timeout
+        for listener in self.listeners:
+            if timeout and listener.proto != "udp":
+                # Accepted sockets inherit these: the kernel enforces the client timeout.
+                whole = int(timeout)
+                value = whole.to_bytes(8, sys.byteorder) + int((timeout - whole) * 1e6).to_bytes(8, sys.byteorder)
+                listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+                listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+
+    def post_bind(self) -> None:
+        options = self.options
+        if (options.background or options.setsid) and not self.restarting:
+            self._status_fd = daemon.background()
+        if self.pid_file is not None:
+            self.pid_file.write(os.getpid())
+        restart.forget_restart_env()
+
+    def loop(self) -> None:
+        raise NotImplementedError("a personality defines loop()")
+
+    def server_close(self) -> None:
+        if self._closed or self.is_child:
+            return
+        self._closed = True
+        if self.options is None or not self.log.handler:
+            return
+        self.pre_server_close_hook()
+        self.log(2, "Server closing!")
+        self.close_listeners()
+        self.stop_children()
+        for listener in self.listeners:
+            listener.remove_socket_file()
+        if self.pid_file is not None:
+            self.pid_file.remove()
+        self.signals.close()
+
+    # ------------------------------------------------------------- readiness
+    def notify_ready(self) -> None:
+        """Tell ready_fd (and a waiting background launcher) that we accept."""
+        if self._ready_sent:
+            return
+        self._ready_sent = True
+        line = ("READY pid=%d %s\n" % (os.getpid(), " ".join(l.describe() for l in self.listeners))).encode()
+        fds = [self._status_fd] if self._status_fd >= 0 else []
+        if self.options.ready_fd is not None and not self.restarting:
+            fds.append(self.options.ready_fd)
+        for fd in fds:
+            try:
+                os.write(fd, line)
+                os.close(fd)
+            except OSError as error:
+                self.log(1, "Could not write the READY line to fd %d: %s", fd, error.strerror)
+        if self._status_fd >= 0:
+            self._status_fd = -1
+            daemon.detach_stdio(self.options.log_file)
+        self.log(2, "Ready: %s", line.decode().strip())
+
+    def _report_failure(self, error: NetServerError) -> None:
+        if self._status_fd >= 0:
+            print(f"netserver: {error}", file=sys.stderr)
+            try:
+                os.write(self._status_fd, b"EXIT %d\n" % int(error.exit_code))
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------- stopping
+    def close_listeners(self) -> None:
+        for listener in self.listeners:
+            listener.close()
+
+    def stop_children(self) -> None:
+        """Forking personalities stop and reap their children here."""
+
+    # ------------------------------------------------------------- signals
+    def on_signal(self, signum: int) -> None:
+        """Python-level handler: only the TERM-while-busy case acts at once."""
+        if signum in STOP_SIGNALS:
+            self._stop_requested = True
+            if self._in_request:
+                raise StopServer(signum)
+
+    def dispatch_signals(self) -> None:
+        for signum in self.signals.take():
+            handler = getattr(self, "handle_" + signal_name(signum).lower(), None)
+            if handler is not None:
+                handler(signum)
+
+    def handle_sigterm(self, signum: int) -> None:
+        self.log(2, "Received %s: stopping", signal_name(signum))
+        self.stopping = True
+
+    handle_sigint = handle_sigquit = handle_sigterm
+
+    def handle_sighup(self, signum: int) -> None:
+        restart.request(self)
+
+    # --------------------------------------------------------- one connection
+    def accept_from(self, listener: listen.Listener) -> Connection | Datagram | None:
+        """Take one client from a ready listener; None if another process won."""
+        sock = listener.sock
+        try:
+            if listener.proto == "udp":
+                data, peer = sock.recvfrom(self.options.udp_recv_len)
+                return Datagram(sock, data, peer, listener)
+            conn, peer = sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return None
+        except OSError as error:
+            if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                self._fd_exhausted(error)
+                return None
+            if error.errno in (errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.EHOSTUNREACH):
+                return None
+            raise
+        return self.connection_class(conn, peer, listener, self.options.max_line_length)
+
+    _emfile_logged = 0.0
+
+    def _fd_exhausted(self, error: OSError) -> None:
+        # Out of descriptors: the connection stays queued; back off instead of spinning.
+        now = time.monotonic()
+        if now - self._emfile_logged >= 1.0:
+            self._emfile_logged = now
+            self.log(1, "accept failed: %s; backing off", error.strerror)
+        time.sleep(0.1)
+
+    def run_client_connection(self, client: Connection | Datagram) -> None:
+        self.requests += 1
+        ok = False
+        try:
+            self._in_request = True
+            if self._stop_requested:
+                raise StopServer(15)
+            self.post_accept(client)                        # per-connection setup
+            self.get_client_info(client)                    # peer names, CONNECT log line
+            self.post_accept_hook(client)                   # user
+            ok = bool(self.allow_deny(client) and self.allow_deny_hook(client))
+            if ok:
+                self.process_request(client)                # user: the service
+            else:
+                self.request_denied_hook(client)            # user: denied clients
+            self.post_process_request_hook(client, ok)      # user
+        except LineTooLong as error:
+            self.log(2, "Closing connection from %s: %s", self._peer(client), error)
+        except (TimeoutError, BlockingIOError):
+            self.log(2, "Timed out waiting for %s; closing the connection", self._peer(client))
+        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as error:
+            self.log(3, "Client %s went away: %s", self._peer(client), error.strerror or error)
+        except Exception:
+            self.log(1, "process_request failed for %s", self._peer(client), exc_info=True)
+        finally:
+            self._in_request = False
+            self.post_process_request(client)               # close the client
+        self.post_client_connection_hook(client)            # user
+
+    @staticmethod
+    def _peer(client: Connection | Datagram) -> str:
+        return client.listener.describe() if client.proto == "unix" else f"{client.peeraddr}:{client.peerport}"
+
+    def post_accept(self, client: Connection | Datagram) -> None:
+        """Per-connection setup before anything reads from the client."""
+
+    def get_client_info(self, client: Connection | Datagram) -> None:
+        if self.options.reverse_lookups and client.proto != "unix":
+            name = confirmed_hostname(client.peeraddr, self.resolver)
+            client.peerhost = name or client.peeraddr
+        if self.log.level >= 3:
+            self.log(3, 'CONNECT %s Peer: "%s" Local: "%s"', client.proto.upper(), self._peer(client),
+                     client.listener.describe())
+
+    def allow_deny(self, client: Connection | Datagram) -> bool:
+        policy = self.access
+        if policy is None or policy.empty:
+            return True
+        name = client.peerhost if client.peerhost != client.peeraddr else None
+        return policy.permits(client.proto, client.peeraddr, name)
+
+    def post_process_request(self, client: Connection | Datagram) -> None:
+        client.close()
+
+    def done(self) -> bool:
+        return self.stopping
+
+    # ------------------------------------------------------------- the service
+    def process_request(self, client: Connection | Datagram) -> None:
+        """The demo service: a welcome line, then an echo of each line; 'quit' ends it."""
+        name = type(self).__name__.encode()
+        pid = os.getpid()
+        if client.proto == "udp":
+            client.send(b'You said "%s"' % (client.data or b"").rstrip(b"\r\n"))
+            return
+        client.wfile.write(b'Welcome to "%s" (%d)\r\n' % (name, pid))
+        for line in client.rfile:
+            line = line.rstrip(b"\r\n")
+            if line.strip() == b"quit":
+                return
+            client.wfile.write(b'%s:%d: You said "%s"\r\n' % (name, pid, line))
+
+    # ------------------------------------------------------------- hooks
+    def configure_hook(self) -> None: ...
+    def default_values(self) -> dict[str, Any]: return {}
+    def post_configure_hook(self) -> None: ...
+    def post_bind_hook(self) -> None: ...
+    def pre_loop_hook(self) -> None: ...
+    def child_init_hook(self) -> None: ...
+    def child_finish_hook(self) -> None: ...
+    def post_accept_hook(self, client: Any) -> None: ...
+    def allow_deny_hook(self, client: Any) -> bool: return True
+    def request_denied_hook(self, client: Any) -> None: ...
+    def post_process_request_hook(self, client: Any, ok: bool) -> None: ...
+    def post_client_connection_hook(self, client: Any) -> None: ...
+    def pre_server_close_hook(self) -> None: ...
+    def restart_close_hook(self) -> None: ...
+
+    # ------------------------------------------------------------- restart support
+    def restart_env(self) -> dict[str, str]:
+        """Extra variables the next image needs (PreForkSimple: its children)."""
+        return {}
+
+    def restart_failed(self) -> None:
+        """The exec failed: undo what restart_env prepared."""
+
+    # ------------------------------------------------------------- helpers
+    @classmethod
+    def foreign_options(cls) -> dict[str, str]:
+        """Options other personalities declare, for 'not valid for X' messages."""
+        from .personalities import PERSONALITIES
+
+        mine = {option.name for option in cls.declared_options}
+        foreign: dict[str, str] = {}
+        for name, personality in PERSONALITIES.items():
+            for option in personality.declared_options:
+                if option.name not in mine:
+                    foreign.setdefault(option.name, cls.personality)
+        return foreign
+
+    def wait_readable(self, fds: list[int], timeout: float | None) -> list[int]:
+        """poll() on fds; PEP 475 retries EINTR, so include the wakeup fd."""
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        return [fd for fd, _ in poller.poll(None if timeout is None else timeout * 1000)]
+

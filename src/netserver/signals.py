@@ -1,0 +1,114 @@
+"""Record-only signal handling through a wakeup fd.
+
+Handlers do no work.  CPython's C-level handler writes the signal number
+into the wakeup pipe (``signal.set_wakeup_fd``); the main loop waits on that
+pipe in its selector and reads the numbers back, so a signal that arrives
+just before the loop goes to sleep is never missed (the self-pipe trick),
+and we do not depend on when the Python-level handler happens to run.
+
+Since PEP 475, an interrupted system call is retried, so no code here relies
+on EINTR to cut a sleep short: every wait includes the wakeup fd.
+
+A process may add an ``on_signal`` callback, run from the Python-level
+handler, for the rare action that cannot wait for the loop (a child that
+must abandon a request on TERM).  It must be short and safe to run between
+any two bytecodes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Callable
+
+#: The signals a server handles itself.
+HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD)
+
+
+class Signals:
+    """The wakeup pipe and the handlers of one process.
+
+    ``install()`` in the parent after configuration; ``take()`` after the
+    selector reports ``fileno()`` readable; ``reset_in_child()`` right after
+    fork, while the signals are still blocked.
+    """
+
+    def __init__(self) -> None:
+        self.read_fd = -1
+        self.write_fd = -1
+        self.installed: list[int] = []
+        self.on_signal: Callable[[int], None] | None = None
+
+    def fileno(self) -> int:
+        return self.read_fd
+
+    def install(self, signums: tuple[int, ...] | list[int],
+                on_signal: Callable[[int], None] | None = None) -> None:
+        self.close()
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+        self.on_signal = on_signal
+        for signum in signums:
+            signal.signal(signum, self._handler)
+            self.installed.append(signum)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        # A HUP re-exec blocks these across exec (the mask survives it): with
+        # the handlers in place, let any queued HUP or TERM in now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signums)
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if self.on_signal is not None:
+            self.on_signal(signum)
+
+    def take(self) -> list[int]:
+        """The signals received since the last call, in arrival order."""
+        received: list[int] = []
+        while True:
+            try:
+                data = os.read(self.read_fd, 512)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not data:
+                break
+            received.extend(data)
+        return received
+
+    def close(self) -> None:
+        if self.write_fd >= 0:
+            signal.set_wakeup_fd(-1)
+            os.close(self.read_fd)
+            os.close(self.write_fd)
+            self.read_fd = self.write_fd = -1
+        for signum in self.installed:
+            signal.signal(signum, signal.SIG_DFL)
+        self.installed = []
+
+    def reset_in_child(self) -> None:
+        """Forget the parent's pipe and handlers (signals are blocked meanwhile)."""
+        signal.set_wakeup_fd(-1)
+        for fd in (self.read_fd, self.write_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.read_fd = self.write_fd = -1
+        for signum in self.installed:
+            signal.signal(signum, signal.SIG_DFL)
+        self.installed = []
+        self.on_signal = None
+
+
+def block(signums: tuple[int, ...] | list[int] = HANDLED) -> set[int]:
+    """Block these signals; return the previous mask."""
+    return signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+
+
+def restore(mask: set[int]) -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)

@@ -1,0 +1,60 @@
+"""Handlers the tests run with --handler."""
+
+import os
+import time
+
+
+class Echo:
+    """Echo each line back."""
+
+    def process_request(self, client):
+        for line in client.rfile:
+            client.wfile.write(line)
+
+
+class Pid:
+    """Answer with the serving process's pid, then echo one line."""
+
+    def process_request(self, client):
+        client.wfile.write(b"%d\n" % os.getpid())
+        line = client.rfile.readline()
+        if line:
+            client.wfile.write(line)
+
+
+class Sleepy:
+    """Read one line 'SECONDS', sleep that long, answer 'done <pid>'."""
+
+    def process_request(self, client):
+        line = client.rfile.readline()
+        time.sleep(float(line.strip() or 0))
+        client.wfile.write(b"done %d\n" % os.getpid())
+
+
+class Crash:
+    """Raise on 'boom', echo otherwise."""
+
+    def process_request(self, client):
+        for line in client.rfile:
+            if line.strip() == b"boom":
+                raise RuntimeError("handler exploded on purpose")
+            client.wfile.write(line)
+
+
+class Info:
+    """Report what the server knows about the client."""
+
+    def process_request(self, client):
+        fields = (client.proto, client.peeraddr, client.peerport, client.sockaddr, client.sockport,
+                  client.peerhost)
+        client.wfile.write((" ".join(str(f) for f in fields) + "\n").encode())
+        if client.proto == "udp":
+            return
+        client.rfile.readline()
+
+
+class Identity:
+    """Report uid, gid, groups and the process status of the child."""
+
+    def process_request(self, client):
+        client.wfile.write(b"%d %d %s\n" % (os.getuid(), os.getgid(), ",".join(map(str, sorted(os.getgroups()))).encode()))

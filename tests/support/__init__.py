@@ -1,0 +1,1 @@
+"""Test support: process inspection, clients with timeouts, waiting with deadlines."""

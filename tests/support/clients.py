@@ -1,0 +1,67 @@
+"""Small clients, every operation bounded by a timeout."""
+
+from __future__ import annotations
+
+import socket
+
+
+def connect(address: tuple, timeout: float = 5.0, family: int | None = None) -> socket.socket:
+    if isinstance(address, str):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    host, port = address
+    if family is None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def read_line(sock: socket.socket, limit: int = 1 << 20) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > limit:
+            break
+    return data
+
+
+def read_all(sock: socket.socket, limit: int = 1 << 24) -> bytes:
+    chunks, total = [], 0
+    while total < limit:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def talk(address, payload: bytes, timeout: float = 5.0) -> bytes:
+    """Send payload, half-close, read until the server closes."""
+    with connect(address, timeout) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        return read_all(sock)
+
+
+def udp_exchange(address: tuple, payload: bytes, timeout: float = 5.0) -> bytes:
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(payload, address)
+        return sock.recvfrom(65535)[0]
