@@ -163,10 +163,9 @@ def layer(sources: list[list[Raw]], table: dict[str, Option],
                 continue  # a higher source already set it
             converted = convert(option, raw)
             if option.multi:
-                if raw.name in seen_here:
-                    values[raw.name] = values[raw.name] + (converted,)
-                else:
-                    values[raw.name] = (converted,)
+                # A list option's parser may yield several values ("USR1,USR2").
+                items = converted if isinstance(converted, tuple) else (converted,)
+                values[raw.name] = (values[raw.name] if raw.name in seen_here else ()) + items
             else:
                 values[raw.name] = converted
             origins[raw.name] = raw.origin

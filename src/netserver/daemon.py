@@ -36,10 +36,16 @@ class PidFile:
         self.path = path
         self.fd = -1
         self.pid = 0
+        self.created = False  # so a failed start removes the empty file it made
 
     def acquire(self, log) -> None:
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            try:
+                fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+                self.created = True
+            except FileExistsError:
+                fd = os.open(self.path, flags)
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise StartupError(f"pid_file: {self.path!r} is a symbolic link; refusing to follow it") from None
@@ -56,6 +62,8 @@ class PidFile:
             if old:
                 log(1, "pid_file %s names pid %s, which holds no lock: stale, replacing it", self.path, old)
         except BaseException:
+            if self.created:
+                os.unlink(self.path)
             os.close(fd)
             raise
         self.fd = fd
@@ -82,7 +90,8 @@ class PidFile:
             mine = os.fstat(self.fd)
             there = os.lstat(self.path)
             content = os.pread(self.fd, 32, 0).decode("ascii", "replace").strip()
-            if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino) and content == str(self.pid):
+            ours = content == str(self.pid) or (self.created and not content)
+            if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino) and ours:
                 os.unlink(self.path)
         except OSError:
             pass

@@ -44,6 +44,7 @@ class ListenSpec:
     ipv: str  # '4' | '6' | '46' | '*'
     text: str  # as written, for messages
     origin: str
+    index: int = 0  # position among the ports: two "127.0.0.1:0" are two sockets
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class Target:
     def key(self) -> str:
         """Identity across a HUP: the spec as configured (port 0 stays 0)."""
         host = self.address if isinstance(self.address, str) else self.address[0]
-        return f"{self.spec.proto}|{self.spec.host}|{self.spec.port}|{self.spec.ipv}|{self.family}|{host}"
+        spec = self.spec
+        return f"{spec.proto}|{spec.host}|{spec.port}|{spec.ipv}|{self.family}|{host}|{spec.index if not spec.port else ''}"
 
 
 @dataclass
@@ -132,7 +134,7 @@ def parse_port(text: str, index: int, hosts: tuple[str, ...], protos: tuple[str,
     if proto == "unix":
         if not rest.startswith("/") and not rest.startswith("."):
             raise ConfigError("port", text, origin, "is not a unix socket path (give an absolute path)")
-        return ListenSpec("unix", "", 0, rest, "*", text, origin)
+        return ListenSpec("unix", "", 0, rest, "*", text, origin, index)
     host = None
     if rest.startswith("["):
         close = rest.find("]")
@@ -144,7 +146,7 @@ def parse_port(text: str, index: int, hosts: tuple[str, ...], protos: tuple[str,
     host = host if host else pair(hosts, index)
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    return ListenSpec(proto, host, service_port(rest, proto, text, origin), "", ipv, text, origin)
+    return ListenSpec(proto, host, service_port(rest, proto, text, origin), "", ipv, text, origin, index)
 
 
 def service_port(word: str, proto: str, text: str, origin: str) -> int:
@@ -291,7 +293,6 @@ def bind_all(targets: list[Target], backlog: int, inherited: dict[str, socket.so
             else:
                 override = chosen_port.get(target.spec) if target.spec.port == 0 else None
                 listener = open_listener(target, backlog, override)
-                log(2, "Binding to %s", listener.describe())
             if target.spec.proto != "unix":
                 chosen_port.setdefault(target.spec, listener.port)
             listeners.append(listener)

@@ -175,7 +175,11 @@ class FlockLock(AcceptLock):
             info = os.fstat(self._fd)
             self._identity = (info.st_dev, info.st_ino)
             return
-        directory = tempfile.mkdtemp(prefix="netserver-lock-")
+        try:
+            directory = tempfile.mkdtemp(prefix="netserver-lock-")
+        except OSError as exc:
+            where = tempfile.gettempdir()
+            raise StartupError(f"serialize flock: cannot create a lock file in {where!r}: {exc.strerror}") from None
         path = os.path.join(directory, "accept.lock")
         try:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -285,13 +289,17 @@ class SemaphoreLock(AcceptLock):
         if self.semaphore_id == -1:
             reason = os.strerror(ctypes.get_errno())
             raise StartupError(f"serialize semaphore: cannot create a semaphore: {reason}")
-        self._ctl(_SETVAL, 1)
-        if self.owner is not None and tuple(self.owner) != (os.geteuid(), os.getegid()):
-            # IPC_SET takes the whole structure back; patch only uid and gid.
-            buf = ctypes.create_string_buffer(_SEMID_DS_SIZE)
-            self._ctl(_IPC_STAT, ctypes.addressof(buf))
-            _IPC_PERM_IDS.pack_into(buf, 4, *self.owner)
-            self._ctl(_IPC_SET, ctypes.addressof(buf))
+        try:
+            self._ctl(_SETVAL, 1)
+            if self.owner is not None and tuple(self.owner) != (os.geteuid(), os.getegid()):
+                # IPC_SET takes the whole structure back; patch only uid and gid.
+                buf = ctypes.create_string_buffer(_SEMID_DS_SIZE)
+                self._ctl(_IPC_STAT, ctypes.addressof(buf))
+                _IPC_PERM_IDS.pack_into(buf, 4, *self.owner)
+                self._ctl(_IPC_SET, ctypes.addressof(buf))
+        except OSError as exc:
+            self.close()  # a half-made semaphore would outlive us
+            raise StartupError(f"serialize semaphore: cannot set up semaphore: {exc.strerror}") from None
 
     def _op(self, delta: int) -> int:
         op = _SemBuf(0, delta, _SEM_UNDO)
@@ -407,7 +415,7 @@ class PipeLock(AcceptLock):
         os.write(self._wfd, self.TOKEN)
 
     def child_lost(self, pid: int) -> None:
-        if self._page is not None and self._record()[0] == pid:
+        if pid > 0 and self._page is not None and self._record()[0] == pid:
             self._logf(2, "child %d died holding the accept token; putting in a new one", pid)
             self._prime()
 

@@ -128,6 +128,7 @@ class Server(EventLoopMixin):
         self._in_request = False
         self._stop_requested = False
         self._closed = False
+        self._serving = False
         self._status_fd = -1
         self._ready_sent = False
         self._start_dir = os.getcwd()
@@ -162,6 +163,7 @@ class Server(EventLoopMixin):
             self.post_bind_hook()            # user: bound, still privileged
             self.post_bind()                 # background, pid written, signals
             self.pre_loop_hook()             # user
+            self._serving = True
             self.loop()                      # serve until stopped
         finally:
             self.server_close()              # children, listeners, pid file
@@ -215,13 +217,16 @@ class Server(EventLoopMixin):
                 self.pid_file.adopt(int(inherited))
             else:
                 self.pid_file.acquire(self.log)
-        self.log(2, "%s (type %s) starting! pid(%d)", type(self).__name__, self.personality, os.getpid())
 
     def bind(self) -> None:
         inherited = listen.import_env(os.environ.pop(listen.ENV_FDS, None), self.targets)
         if inherited:
             self.log(2, "Binding open file descriptors")
         self.listeners = listen.bind_all(self.targets, self.options.listen, inherited, self.log)
+        # Logged once everything is bound, so a failed start prints only its error.
+        self.log(2, "%s (type %s) starting! pid(%d)", type(self).__name__, self.personality, os.getpid())
+        for listener in self.listeners:
+            self.log(2, "%s %s", "Reassociated" if listener.inherited else "Bound to", listener.describe())
         timeout = self.options.timeout
         for listener in self.listeners:
             if timeout and listener.proto != "udp":
@@ -249,7 +254,8 @@ class Server(EventLoopMixin):
         if self.options is None or not self.log.handler:
             return
         self.pre_server_close_hook()
-        self.log(2, "Server closing!")
+        if self._serving:
+            self.log(2, "Server closing!")
         self.close_listeners()
         self.stop_children()
         for listener in self.listeners:

@@ -60,7 +60,7 @@ class Children:
                 if own_group:
                     os.setpgid(0, 0)
                 status = body() or 0
-            except BaseException:
+            except BaseException:  # noqa: BLE001 -- a forked child reports any failure, then exits
                 traceback.print_exc()
             finally:
                 os._exit(status)
@@ -180,8 +180,10 @@ def make() -> Iterator[Callable[..., AcceptLock]]:
         return lock
 
     yield _make
+    semids = [lock.semaphore_id for lock in made if isinstance(lock, SemaphoreLock)]
     for lock in made:
         lock.close()
+    assert not set(semids) & set(semaphores()), "a semaphore outlived close()"
 
 
 def contend(children: Children, lock: AcceptLock, *, rounds: int, hold: float, init: bool = True) -> int:
@@ -416,9 +418,7 @@ def test_readable_wakeup_fd_returns_false_without_taking(make: Callable[..., Acc
 # -- flock: files --------------------------------------------------------------------------------
 
 
-def test_generated_lock_file_leaves_nothing(
-    children: Children, tmp_path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_generated_lock_file_leaves_nothing(children: Children, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert os.listdir(tmp_path) == []
     lock = make_lock("flock")
@@ -457,6 +457,13 @@ def test_generated_lock_file_leaves_nothing(
     assert children.kill(server_pid) == -signal.SIGKILL
     assert wait_until(lambda: children.gone(board[1]), 3), "the lock holder outlived its parent"
     assert os.listdir(tmp_path) == []
+
+
+def test_unusable_temp_dir_is_a_startup_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    missing = str(tmp_path / "missing")
+    monkeypatch.setattr(tempfile, "tempdir", missing)
+    with pytest.raises(StartupError, match=f"serialize flock: cannot create a lock file in {missing!r}"):
+        make_lock("flock").prepare()
 
 
 def lock_fds() -> int:
@@ -619,9 +626,7 @@ def test_semaphore_gone_after_parent_killed(children: Children) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing the owner needs root")
-def test_semaphore_owner_lets_unprivileged_children_use_it(
-    children: Children, make: Callable[..., AcceptLock]
-) -> None:
+def test_semaphore_owner_lets_unprivileged_children_use_it(children: Children, make: Callable[..., AcceptLock]) -> None:
     lock = make("semaphore", owner=(NOBODY, NOBODY))
     semid = lock.semaphore_id  # type: ignore[attr-defined]
     assert semaphores()[semid] == (NOBODY, NOBODY, 0, 0)

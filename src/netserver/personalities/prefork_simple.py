@@ -78,6 +78,7 @@ class PreForkSimple(Server):
     def __init__(self, **options) -> None:
         super().__init__(**options)
         self.children = ChildTable()
+        self.passthrough: tuple[int, ...] = ()
         self.lock: serialize.AcceptLock | None = None
         self.parent_pid = 0
         self._parent_fds: set[int] = set()
@@ -95,6 +96,7 @@ class PreForkSimple(Server):
     def post_configure(self) -> None:
         super().post_configure()
         options = self.options
+        self.passthrough = tuple(dict.fromkeys(getattr(signal, "SIG" + name) for name in options.sig_passthrough))
         if options.check_for_dequeue is not None and not self._has_dequeue():
             raise ConfigError("check_for_dequeue", options.check_for_dequeue,
                               self.option_origins["check_for_dequeue"],
@@ -130,8 +132,7 @@ class PreForkSimple(Server):
             self.children.add(Child(int(pid), "old", booted=True))
         self._death_read, self._death_write = os.pipe()
         self._parent_fds.add(self._death_write)
-        self.signals.install(HANDLED + tuple(getattr(signal, "SIG" + name) for name in self.options.sig_passthrough),
-                             None)
+        self.signals.install(HANDLED + self.passthrough, None)
         self._parent_fds.update((self.signals.read_fd, self.signals.write_fd))
 
     def loop(self) -> None:
@@ -235,6 +236,9 @@ class PreForkSimple(Server):
                 if ready_read >= 0:
                     os.close(ready_read)
                 status = self.run_child(kind, ready_write)
+            except SystemExit as leaving:
+                code = leaving.code
+                status = code if isinstance(code, int) else (0 if code is None else 1)
             except BaseException:
                 self.log(0, "child %d failed", os.getpid(), exc_info=True)
             finally:
@@ -321,10 +325,9 @@ class PreForkSimple(Server):
 
     def dispatch_signals(self) -> None:
         for signum in self.signals.take():
-            name = signal_name(signum)
-            if name[3:] in self.options.sig_passthrough:
+            if signum in self.passthrough:
                 self.children.signal(signum, "server", "dequeue")
-            handler = getattr(self, "handle_" + name.lower(), None)
+            handler = getattr(self, "handle_" + signal_name(signum).lower(), None)
             if handler is not None:
                 handler(signum)
 

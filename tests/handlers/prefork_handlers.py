@@ -1,0 +1,47 @@
+"""PreForkSimple subclasses the tests run; they leave marks in $MARK_DIR."""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from netserver import PreForkSimple
+
+
+def mark(name: str, text: str = "") -> None:
+    folder = Path(os.environ["MARK_DIR"])
+    with open(folder / name, "a") as handle:
+        handle.write(f"{os.getpid()} {text}\n")
+
+
+class Hooks(PreForkSimple):
+    """Records child_init/child_finish; sleeps on request 'sleep N'; reports pid."""
+
+    def child_init_hook(self):
+        mark("init", "dequeue" if self.is_dequeue else "server")
+        signal.signal(signal.SIGUSR1, lambda *_: mark("usr1"))
+
+    def child_finish_hook(self):
+        mark("finish")
+
+    def process_request(self, client):
+        line = client.rfile.readline().strip()
+        if line.startswith(b"sleep"):
+            time.sleep(float(line.split()[1]))
+        client.wfile.write(b"%d\n" % os.getpid())
+
+
+class Dequeue(Hooks):
+    def dequeue(self):
+        mark("dequeue", "dequeue" if self.is_dequeue else "not-dequeue")
+
+
+class SeedDequeue(Hooks):
+    def run_dequeue(self):
+        mark("dequeue", "run_dequeue")
+
+
+class Threaded(Hooks):
+    def pre_loop_hook(self):
+        threading.Thread(target=time.sleep, args=(3600,), name="user-poller", daemon=True).start()
