@@ -159,9 +159,11 @@ def layer(sources: list[list[Raw]], table: dict[str, Option],
             option = table.get(raw.name)
             if option is None:
                 raise unknown_option(raw.name, raw.name, raw.origin, foreign)
+            # Every value is checked, even one a higher source overrides: a conf file
+            # with "max_servers lots" is wrong whatever the command line says.
+            converted = convert(option, raw)
             if raw.name in values and raw.name not in seen_here:
                 continue  # a higher source already set it
-            converted = convert(option, raw)
             if option.multi:
                 # A list option's parser may yield several values ("USR1,USR2").
                 items = converted if isinstance(converted, tuple) else (converted,)
