@@ -22,6 +22,7 @@ import os
 import pwd
 import signal
 import stat
+import sys
 from dataclasses import dataclass
 
 from .errors import ConfigError, StartupError
@@ -197,8 +198,10 @@ def background() -> int:
     """Detach: fork, setsid, fork.  Returns, in the daemon, the status fd.
 
     The launcher stays in the foreground until the daemon writes ``READY``
-    (exit 0) or ``EXIT <status>`` on the status fd, or closes it (exit 1), so
-    whoever started us learns whether the server really came up.
+    (exit 0) or ``EXIT <status> <message>`` on the status fd, or closes it
+    (exit 1), so whoever started us learns whether the server really came up
+    and why not; the launcher prints the message on its own stderr, since the
+    daemon has let go of the terminal.
     """
     read_fd, write_fd = os.pipe()
     launcher_pid = os.getpid()
@@ -227,11 +230,13 @@ def _launcher_wait(read_fd: int, middle: int) -> int:
         data += chunk
         if b"\n" in data:
             break
-    line = data.split(b"\n", 1)[0].decode("ascii", "replace")
+    line = data.split(b"\n", 1)[0].decode("utf-8", "replace")
     if line.startswith("READY"):
         return 0
     if line.startswith("EXIT "):
-        word = line[5:].strip()
+        word, _, message = line[5:].partition(" ")
+        if message:
+            print(f"netserver: {message}", file=sys.stderr)
         return int(word) if word.isdigit() else 1
     return 1
 

@@ -82,6 +82,8 @@ def make_handler(log_file: str | None, ident: str, facility: str, logsock: str |
         kind = socket.SOCK_DGRAM
         handler = logging.handlers.SysLogHandler(address=address, facility=code, socktype=kind)
         handler.ident = ident + f"[{os.getpid()}]: "
+        # SysLogHandler maps unknown level names to "warning"; ours has NOTICE.
+        handler.priority_map = {**handler.priority_map, "NOTICE": "notice"}
         handler.setFormatter(SyslogFormatter())
         return handler
     handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")

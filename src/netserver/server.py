@@ -240,6 +240,9 @@ class Server(EventLoopMixin):
         options = self.options
         if (options.background or options.setsid) and not self.restarting:
             self._status_fd = daemon.background()
+            # Let go of the terminal before any child inherits it; later start-up
+            # errors travel to the launcher over the status fd instead.
+            daemon.detach_stdio(options.log_file)
         if self.pid_file is not None:
             self.pid_file.write(os.getpid())
         restart.forget_restart_env()
@@ -280,16 +283,14 @@ class Server(EventLoopMixin):
                 os.close(fd)
             except OSError as error:
                 self.log(1, "Could not write the READY line to fd %d: %s", fd, error.strerror)
-        if self._status_fd >= 0:
-            self._status_fd = -1
-            daemon.detach_stdio(self.options.log_file)
+        self._status_fd = -1
         self.log(2, "Ready: %s", line.decode().strip())
 
     def _report_failure(self, error: NetServerError) -> None:
         if self._status_fd >= 0:
-            print(f"netserver: {error}", file=sys.stderr)
+            message = str(error).replace("\n", " ")
             try:
-                os.write(self._status_fd, b"EXIT %d\n" % int(error.exit_code))
+                os.write(self._status_fd, f"EXIT {int(error.exit_code)} {message}\n".encode())
             except OSError:
                 pass
 
