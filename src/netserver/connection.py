@@ -36,15 +36,19 @@ class _SocketRaw(io.RawIOBase):
 
     def __init__(self, sock: socket.socket) -> None:
         self._recv_into = sock.recv_into
+        self.at_eof = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
         try:
-            return self._recv_into(buffer)
+            count = self._recv_into(buffer)
         except BlockingIOError:
             raise TimeoutError("timed out reading from the client") from None
+        if not count:
+            self.at_eof = True
+        return count
 
 
 class LineReader(io.BufferedReader):
@@ -108,7 +112,8 @@ class Connection:
         else:
             self.peeraddr, self.peerport = normalise_ip(peer[0]), peer[1]
         self.peerhost = self.peeraddr
-        reader = LineReader(_SocketRaw(sock), 65536)
+        self._raw = _SocketRaw(sock)
+        reader = LineReader(self._raw, 16384)
         reader.max_line_length = max_line_length
         self.rfile = reader
         self.wfile = SocketWriter(sock)
@@ -146,11 +151,12 @@ class Connection:
         if sock.fileno() < 0:
             return
         self.wfile.close()
-        try:
-            sock.shutdown(socket.SHUT_WR)
-            _drain(sock)
-        except OSError:
-            pass
+        if not self._raw.at_eof:  # after the client's EOF nothing unread can remain
+            try:
+                sock.shutdown(socket.SHUT_WR)
+                _drain(sock)
+            except OSError:
+                pass
         try:
             self.rfile.close()
         except (OSError, ValueError):

@@ -440,10 +440,13 @@ class PreForkSimple(Server):
         limit = self.options.max_requests
         lock = self.lock
         while not limit or self.requests < limit:
-            if self._child_flags():
+            # Flags set by the Python-level handler; a signal not yet seen here
+            # leaves a byte in the wakeup fd, which ends the poll below at once.
+            if self._hup or self._stop_requested or self._parent_gone:
                 break
             try:
                 if not lock.acquire():
+                    self._child_flags()  # drain the wakeup fd so the next acquire can block
                     continue
             except serialize.LockGone:
                 break
