@@ -61,7 +61,8 @@ class Target:
         """Identity across a HUP: the spec as configured (port 0 stays 0)."""
         host = self.address if isinstance(self.address, str) else self.address[0]
         spec = self.spec
-        return f"{spec.proto}|{spec.host}|{spec.port}|{spec.ipv}|{self.family}|{host}|{spec.index if not spec.port else ''}"
+        index = "" if spec.port else spec.index  # two port-0 specs are distinct sockets
+        return f"{spec.proto}|{spec.host}|{spec.port}|{spec.ipv}|{self.family}|{host}|{index}"
 
 
 @dataclass

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 Parser = Callable[[Any], Any]
 
@@ -226,6 +227,34 @@ BASE_OPTIONS: tuple[Option, ...] = (
     Option("check_config", boolean, False,
            "Validate the configuration (options, users, hosts) without binding anything, then exit "
            "0, or 2 with the error.", flag=True, metavar="BOOL"),
+)
+
+
+PREFORK_SIMPLE_OPTIONS: tuple[Option, ...] = (
+    Option("max_servers", integer(1), 50, "Number of accepting children kept alive. Default 50.", metavar="N"),
+    Option("max_requests", integer(0), 1000,
+           "Connections a child serves before it exits and is replaced; 0 means no limit. Default 1000.",
+           metavar="N"),
+    Option("check_for_dead", seconds(), 30.0,
+           "Seconds between sweeps that look for children which died unnoticed. Default 30.", metavar="SECONDS"),
+    Option("max_dequeue", optional(integer(1)), None,
+           "Most dequeue children running at once (with check_for_dequeue). Default 1.", metavar="N"),
+    Option("check_for_dequeue", optional(seconds()), None,
+           "Every this many seconds fork a dequeue child running dequeue(). Default: never.", metavar="SECONDS"),
+    Option("lock_file", optional(text), None,
+           "File to flock for serialize flock. Default: a private file that is removed at once.", metavar="PATH"),
+    Option("serialize", choice("auto", "flock", "semaphore", "pipe", "none"), "auto",
+           "How children take turns to accept: flock, semaphore, pipe or none; auto is none with one "
+           "listener and flock with several. Default auto.", metavar="KIND"),
+    Option("graceful_timeout", seconds(), 30.0,
+           "Seconds children get to finish their connection on stop or restart before SIGKILL. Default 30.",
+           metavar="SECONDS"),
+    Option("leave_children_open_on_hup", boolean, True,
+           "On HUP let the old children finish their connection (1) or TERM them before the exec (0, "
+           "Net::Server's default). Default 1.", flag=True, metavar="BOOL"),
+    Option("sig_passthrough", signal_names, (),
+           "Signals the parent forwards to every child (e.g. USR1,USR2). Repeatable.", multi=True,
+           metavar="SIGNALS"),
 )
 
 

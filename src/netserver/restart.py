@@ -71,7 +71,7 @@ class Check:
         self.output = b""
 
 
-def request(server: "Server") -> None:
+def request(server: Server) -> None:
     """Start validating for a HUP; the parent loop finishes it (see ``poll``)."""
     if server.stopping:
         return
@@ -96,7 +96,7 @@ def request(server: "Server") -> None:
     server.watch_fd(process.stdout.fileno(), lambda: _read_check(server))
 
 
-def _read_check(server: "Server") -> None:
+def _read_check(server: Server) -> None:
     check = server._check
     try:
         chunk = os.read(check.process.stdout.fileno(), 65536)
@@ -109,7 +109,7 @@ def _read_check(server: "Server") -> None:
     finish(server)
 
 
-def expire(server: "Server") -> None:
+def expire(server: Server) -> None:
     """Called from the parent loop's timers: kill a check that hangs."""
     check = getattr(server, "_check", None)
     if check is not None and time.monotonic() - check.started > CHECK_TIMEOUT:
@@ -119,7 +119,7 @@ def expire(server: "Server") -> None:
         finish(server)
 
 
-def finish(server: "Server") -> None:
+def finish(server: Server) -> None:
     check = server._check
     status = check.process.wait()
     check.process.stdout.close()
@@ -135,7 +135,7 @@ def finish(server: "Server") -> None:
     execute(server)
 
 
-def execute(server: "Server") -> None:
+def execute(server: Server) -> None:
     """Re-exec this process; on failure log and keep running."""
     env = dict(os.environ)
     env[ENV_RESTART] = "1"

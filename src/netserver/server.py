@@ -19,7 +19,8 @@ import sys
 import time
 from typing import Any
 
-from . import config, daemon, listeners as listen, restart
+from . import config, daemon, restart
+from . import listeners as listen
 from .access import AccessPolicy, Resolver, confirmed_hostname
 from .connection import Connection, Datagram, LineTooLong
 from .errors import ConfigError, ExitCode, NetServerError
@@ -33,7 +34,7 @@ STOP_SIGNALS = (15, 2, 3)  # TERM, INT, QUIT
 class EventLoopMixin:
     """A selector whose registered data are callbacks (parent loops use it)."""
 
-    selector: "selectors.BaseSelector | None" = None
+    selector: selectors.BaseSelector | None = None
 
     def watch_fd(self, fd: int, callback) -> None:
         if self.selector is None:
@@ -273,7 +274,7 @@ class Server(EventLoopMixin):
         if self._ready_sent:
             return
         self._ready_sent = True
-        line = ("READY pid=%d %s\n" % (os.getpid(), " ".join(l.describe() for l in self.listeners))).encode()
+        line = ("READY pid=%d %s\n" % (os.getpid(), " ".join(each.describe() for each in self.listeners))).encode()
         fds = [self._status_fd] if self._status_fd >= 0 else []
         if self.options.ready_fd is not None and not self.restarting:
             fds.append(self.options.ready_fd)
@@ -458,12 +459,8 @@ class Server(EventLoopMixin):
         from .personalities import PERSONALITIES
 
         mine = {option.name for option in cls.declared_options}
-        foreign: dict[str, str] = {}
-        for name, personality in PERSONALITIES.items():
-            for option in personality.declared_options:
-                if option.name not in mine:
-                    foreign.setdefault(option.name, cls.personality)
-        return foreign
+        return {option.name: cls.personality for personality in PERSONALITIES.values()
+                for option in personality.declared_options if option.name not in mine}
 
     def wait_readable(self, fds: list[int], timeout: float | None) -> list[int]:
         """poll() on fds; PEP 475 retries EINTR, so include the wakeup fd."""

@@ -16,48 +16,22 @@ from __future__ import annotations
 
 import gc
 import os
-import select
 import signal
 import threading
 import time
 
-from .. import daemon, restart, serialize
+from .. import restart, serialize
 from ..children import Child, ChildTable, describe_status
 from ..errors import BootFailure, ConfigError
-from ..options import Option, boolean, choice, integer, optional, seconds, signal_names, text
-from ..server import Server, StopServer
+from ..options import PREFORK_SIMPLE_OPTIONS
+from ..server import Server
 from ..signals import HANDLED, block, restore, signal_name
+from .prefork_child import PreForkChild
 
 BOOT_FAILURE_LIMIT = 10
-OPTIONS = (
-    Option("max_servers", integer(1), 50, "Number of accepting children kept alive. Default 50.", metavar="N"),
-    Option("max_requests", integer(0), 1000,
-           "Connections a child serves before it exits and is replaced; 0 means no limit. Default 1000.",
-           metavar="N"),
-    Option("check_for_dead", seconds(), 30.0,
-           "Seconds between sweeps that look for children which died unnoticed. Default 30.", metavar="SECONDS"),
-    Option("max_dequeue", optional(integer(1)), None,
-           "Most dequeue children running at once (with check_for_dequeue). Default 1.", metavar="N"),
-    Option("check_for_dequeue", optional(seconds()), None,
-           "Every this many seconds fork a dequeue child running dequeue(). Default: never.", metavar="SECONDS"),
-    Option("lock_file", optional(text), None,
-           "File to flock for serialize flock. Default: a private file that is removed at once.", metavar="PATH"),
-    Option("serialize", choice("auto", "flock", "semaphore", "pipe", "none"), "auto",
-           "How children take turns to accept: flock, semaphore, pipe or none; auto is none with one "
-           "listener and flock with several. Default auto.", metavar="KIND"),
-    Option("graceful_timeout", seconds(), 30.0,
-           "Seconds children get to finish their connection on stop or restart before SIGKILL. Default 30.",
-           metavar="SECONDS"),
-    Option("leave_children_open_on_hup", boolean, True,
-           "On HUP let the old children finish their connection (1) or TERM them before the exec (0, "
-           "Net::Server's default). Default 1.", flag=True, metavar="BOOL"),
-    Option("sig_passthrough", signal_names, (),
-           "Signals the parent forwards to every child (e.g. USR1,USR2). Repeatable.", multi=True,
-           metavar="SIGNALS"),
-)
 
 
-class PreForkSimple(Server):
+class PreForkSimple(PreForkChild, Server):
     """A parent and a fixed pool of pre-forked children.
 
     Parent signals: TERM, INT, QUIT stop gracefully (listeners closed,
@@ -73,7 +47,7 @@ class PreForkSimple(Server):
     """
 
     personality = "PreForkSimple"
-    declared_options = Server.declared_options + OPTIONS
+    declared_options = Server.declared_options + PREFORK_SIMPLE_OPTIONS
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
@@ -365,116 +339,3 @@ class PreForkSimple(Server):
     def _close_lock(self) -> None:
         if self.lock is not None:
             self.lock.close()
-
-    # ------------------------------------------------------------ the child
-    def run_child(self, kind: str, ready_write: int) -> int:
-        """Everything a child does; its caller ends in os._exit."""
-        self.is_child = True
-        self.is_dequeue = kind == "dequeue"
-        self.signals.reset_in_child()
-        for fd in self._parent_fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._parent_fds = set()
-        self.selector = None
-        self.children.clear()
-        if self.pid_file is not None:
-            self.pid_file.close_in_child()
-        self.log.after_fork()
-        if self.is_dequeue:
-            self.lock.close_in_child()
-        else:
-            self.lock.child_init()
-        daemon.drop_privileges(self.identity, self.options.chroot)
-        daemon.set_parent_death_signal(signal.SIGHUP)
-        if os.getppid() != self.parent_pid:
-            return 0
-        self.signals.install((signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT), self.on_child_signal)
-        self.lock.wakeup_fd = self.signals.read_fd
-        restore(set())
-        try:
-            self.child_init_hook()
-            if self.is_dequeue:
-                self.dequeue()
-            else:
-                os.write(ready_write, b"R")
-                self.child_loop()
-        except StopServer:
-            pass
-        finally:
-            self.close_listeners()
-            self.child_finish_hook()
-        return 0
-
-    def on_child_signal(self, signum: int) -> None:
-        if signum == signal.SIGHUP:
-            self._hup = True
-            if self._in_request:
-                self.close_listeners()  # refuse new connections now; the kernel keeps the parent's
-        elif signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-            self._stop_requested = True
-            if self._in_request:
-                raise StopServer(signum)
-
-    def _child_flags(self) -> bool:
-        for signum in self.signals.take():
-            if signum == signal.SIGHUP:
-                self._hup = True
-            elif signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-                self._stop_requested = True
-        return self._hup or self._stop_requested or self._parent_gone
-
-    def child_loop(self) -> None:
-        exclusive = select.EPOLLEXCLUSIVE if self.lock.name == "none" else 0
-        poller = select.epoll()
-        by_fd = {}
-        for listener in self.listeners:
-            listener.sock.setblocking(False)
-            poller.register(listener.fileno(), select.EPOLLIN | exclusive)
-            by_fd[listener.fileno()] = listener
-        wakeup, death = self.signals.read_fd, self._death_read
-        poller.register(wakeup, select.EPOLLIN)
-        poller.register(death, select.EPOLLIN)
-        limit = self.options.max_requests
-        lock = self.lock
-        while not limit or self.requests < limit:
-            # Flags set by the Python-level handler; a signal not yet seen here
-            # leaves a byte in the wakeup fd, which ends the poll below at once.
-            if self._hup or self._stop_requested or self._parent_gone:
-                break
-            try:
-                if not lock.acquire():
-                    self._child_flags()  # drain the wakeup fd so the next acquire can block
-                    continue
-            except serialize.LockGone:
-                break
-            client = None
-            try:
-                while client is None:
-                    events = poller.poll()
-                    if any(fd == death for fd, _ in events):
-                        self._parent_gone = True
-                        lock.parent_gone()
-                    if any(fd == wakeup for fd, _ in events) and self._child_flags() or self._parent_gone:
-                        break
-                    for fd, _ in events:
-                        listener = by_fd.get(fd)
-                        if listener is not None:
-                            client = self.accept_from(listener)
-                            if client is not None:
-                                break
-            finally:
-                lock.release()
-            if client is not None:
-                self.run_client_connection(client)
-        poller.close()
-
-    # ------------------------------------------------------------ dequeue
-    def dequeue(self) -> None:
-        """Body of a dequeue child; the default runs run_dequeue() (the seed's name)."""
-        self.run_dequeue()
-
-    def run_dequeue(self) -> None:
-        raise NotImplementedError("override dequeue() or run_dequeue() to use check_for_dequeue")
