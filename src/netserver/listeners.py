@@ -276,12 +276,14 @@ def _open_unix(target: Target, backlog: int) -> Listener:
 
 
 def bind_all(targets: list[Target], backlog: int, inherited: dict[str, socket.socket],
-             log) -> list[Listener]:
+             log, skip_failures: bool = False) -> list[Listener]:
     """Adopt inherited sockets whose key matches, bind the rest.
 
     With port 0 and several targets of one spec, every family gets the port
     the first one was given (as Net::Server does), so ``localhost:0`` is one
-    port on both ::1 and 127.0.0.1.
+    port on both ::1 and 127.0.0.1.  ``skip_failures`` (a HUP restart, where
+    the server is already serving) logs a port that cannot be bound and goes
+    on without it instead of failing.
     """
     listeners: list[Listener] = []
     chosen_port: dict[ListenSpec, int] = {}
@@ -293,7 +295,13 @@ def bind_all(targets: list[Target], backlog: int, inherited: dict[str, socket.so
                 log(3, "Reassociating file descriptor %d with %s", sock.fileno(), listener.describe())
             else:
                 override = chosen_port.get(target.spec) if target.spec.port == 0 else None
-                listener = open_listener(target, backlog, override)
+                try:
+                    listener = open_listener(target, backlog, override)
+                except BindError as error:
+                    if not skip_failures:
+                        raise
+                    log(0, "Skipping a port added by the restart: %s", error)
+                    continue
             if target.spec.proto != "unix":
                 chosen_port.setdefault(target.spec, listener.port)
             listeners.append(listener)

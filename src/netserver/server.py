@@ -223,7 +223,8 @@ class Server(EventLoopMixin):
         inherited = listen.import_env(os.environ.pop(listen.ENV_FDS, None), self.targets)
         if inherited:
             self.log(2, "Binding open file descriptors")
-        self.listeners = listen.bind_all(self.targets, self.options.listen, inherited, self.log)
+        self.listeners = listen.bind_all(self.targets, self.options.listen, inherited, self.log,
+                                         skip_failures=bool(inherited))
         # Logged once everything is bound, so a failed start prints only its error.
         self.log(2, "%s (type %s) starting! pid(%d)", type(self).__name__, self.personality, os.getpid())
         for listener in self.listeners:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -298,3 +299,36 @@ def test_user():
 def test_ready_line_waits_for_every_child(serve):
     server = serve("--max_servers", "6")
     assert len(server.children()) == 6
+
+
+def test_hup_keeps_the_pid_file_lock_and_skips_a_new_port_that_cannot_bind(serve, tmp_path):
+    pid_file = tmp_path / "p.pid"
+    conf = tmp_path / "s.conf"
+    conf.write_text("max_servers 2\nport 127.0.0.1:0\n")
+    server = serve("--conf_file", str(conf), "--pid_file", str(pid_file), port=None)
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    with held:
+        conf.write_text(f"max_servers 2\nport 127.0.0.1:0\nport 127.0.0.1:{held.getsockname()[1]}\n")
+        kids = server.wait_children(2)
+        server.signal(signal.SIGHUP)
+        procs.wait_until(lambda: "Skipping a port added by the restart" in server.log(), 20, message="the skip")
+        server.wait_children(2, timeout=15, exclude=kids)
+    assert procs.alive(server.pid)
+    assert talk(server.addr, b"quit\n").startswith(b"Welcome")
+    assert pid_file.read_text() == f"{server.pid}\n"
+    again = serve.run("--pid_file", str(pid_file), "--port", "127.0.0.1:0")
+    assert again.returncode == 1 and b"already running" in again.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root")
+def test_children_chroot_and_the_parent_does_not(serve, tmp_path):
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    (jail / "inside-the-jail").write_text("")
+    server = serve("--handler", "echo:ListRoot", "--max_servers", "1", "--chroot", str(jail))
+    assert talk(server.addr, b"") == b"inside-the-jail\n"
+    assert os.readlink(f"/proc/{server.pid}/root") == "/"
+    (child,) = server.wait_children(1)
+    assert os.readlink(f"/proc/{child}/root") == str(jail)

@@ -58,3 +58,10 @@ class Identity:
 
     def process_request(self, client):
         client.wfile.write(b"%d %d %s\n" % (os.getuid(), os.getgid(), ",".join(map(str, sorted(os.getgroups()))).encode()))
+
+
+class ListRoot:
+    """Name what is in / as the child sees it."""
+
+    def process_request(self, client):
+        client.wfile.write((" ".join(sorted(os.listdir("/"))) + "\n").encode())

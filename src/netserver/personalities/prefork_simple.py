@@ -94,7 +94,7 @@ class PreForkSimple(PreForkChild, Server):
         self.parent_pid = os.getpid()
         owner = (self.identity.uid, self.identity.gid) if self.identity and not self.identity.is_current() else None
         self.lock = serialize.make_lock(self.serialize_kind(), lock_file=self.options.lock_file, owner=owner,
-                                        log=self.log)
+                                        log=self.log, log_level=self.options.log_level)
         self.lock.prepare()
         self.log(3, "Setting up serialization via %s", self.lock.name)
         if death.isdigit():
