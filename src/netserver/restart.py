@@ -22,7 +22,6 @@ The sequence, and why each step is there:
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -32,6 +31,8 @@ from .daemon import ENV_PIDFILE
 from .signals import block, restore
 
 if TYPE_CHECKING:  # pragma: no cover
+    import subprocess
+
     from .server import Server
 
 ENV_RESTART = "NETSERVER_RESTART"
@@ -85,6 +86,8 @@ def request(server: Server) -> None:
     for key in (listen.ENV_FDS, ENV_PIDFILE, ENV_OLD_CHILDREN, ENV_DEATH_FD, ENV_RESTART):
         env.pop(key, None)
     argv = command_line(server._start_dir)
+    import subprocess  # only a HUP needs it: kept out of start-up time
+
     try:
         process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, cwd=server._start_dir)

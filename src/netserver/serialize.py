@@ -30,7 +30,6 @@ import os
 import select
 import stat
 import struct
-import tempfile
 import termios
 from collections.abc import Callable
 from typing import Any
@@ -176,6 +175,8 @@ class FlockLock(AcceptLock):
             self._identity = (info.st_dev, info.st_ino)
             return
         try:
+            import tempfile  # only a generated flock file needs it: kept out of start-up time
+
             directory = tempfile.mkdtemp(prefix="netserver-lock-")
         except OSError as exc:
             where = tempfile.gettempdir()
