@@ -350,6 +350,34 @@ def import_env(value: str | None, targets: list[Target]) -> dict[str, socket.soc
     return found
 
 
+def import_systemd(targets: list[Target], log) -> dict[str, socket.socket]:
+    """Sockets passed by systemd socket activation (LISTEN_FDS from fd 3).
+
+    Only when LISTEN_PID names this process; each fd is matched to a
+    configured target by family, type and address, an unmatched one is
+    closed.  The variables are removed so children and their subprocesses do
+    not take the sockets for their own.
+    """
+    pid, count = os.environ.pop("LISTEN_PID", ""), os.environ.pop("LISTEN_FDS", "")
+    os.environ.pop("LISTEN_FDNAMES", None)
+    found: dict[str, socket.socket] = {}
+    if pid != str(os.getpid()) or not count.isdigit():
+        return found
+    for fd in range(3, 3 + int(count)):
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue
+        target = next((t for t in targets if t.key not in found and _matches(sock, t)), None)
+        if target is None:
+            log(1, "Closing socket fd %d from systemd: it matches no configured port", fd)
+            sock.close()
+            continue
+        os.set_inheritable(fd, False)
+        found[target.key] = sock
+    return found
+
+
 def _matches(sock: socket.socket, target: Target) -> bool:
     try:
         if sock.family != target.family:

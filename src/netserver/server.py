@@ -221,10 +221,12 @@ class Server(EventLoopMixin):
 
     def bind(self) -> None:
         inherited = listen.import_env(os.environ.pop(listen.ENV_FDS, None), self.targets)
+        restarted = bool(inherited)
+        inherited.update(listen.import_systemd(self.targets, self.log))
         if inherited:
             self.log(2, "Binding open file descriptors")
         self.listeners = listen.bind_all(self.targets, self.options.listen, inherited, self.log,
-                                         skip_failures=bool(inherited))
+                                         skip_failures=restarted)
         # Logged once everything is bound, so a failed start prints only its error.
         self.log(2, "%s (type %s) starting! pid(%d)", type(self).__name__, self.personality, os.getpid())
         for listener in self.listeners:

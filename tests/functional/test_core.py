@@ -142,3 +142,14 @@ def test_single_drops_privileges_after_binding(serve, tmp_path):
     uid, gid, _ = talk(server.addr, b"").split()
     assert (int(uid), int(gid)) == (user.pw_uid, user.pw_gid)
     assert procs.status_field(server.pid, "Uid").split() == [str(user.pw_uid)] * 4
+
+
+def test_systemd_socket_activation_is_adopted_and_hidden_from_children(serve, tmp_path):
+    port_file = tmp_path / "port"
+    server = serve(str(port_file), "--max_servers", "2", "--port", "PORT", "--handler", "echo:ListenEnv",
+                   script=str(HANDLERS / "systemd_wrapper.py"), port=None)
+    port, inode = map(int, port_file.read_text().split())
+    assert server.addresses[0].port == port
+    assert f"socket:[{inode}]" in {os.readlink(f"/proc/{server.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{server.pid}/fd")}
+    # /proc/PID/environ shows the environment at exec; ask a child what it sees now
+    assert talk(("127.0.0.1", port), b"") == b"[None, None, None]\n"

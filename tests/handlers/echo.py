@@ -65,3 +65,11 @@ class ListRoot:
 
     def process_request(self, client):
         client.wfile.write((" ".join(sorted(os.listdir("/"))) + "\n").encode())
+
+
+class ListenEnv:
+    """Report the systemd activation variables as this process sees them."""
+
+    def process_request(self, client):
+        names = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+        client.wfile.write((repr([os.environ.get(name) for name in names]) + "\n").encode())
