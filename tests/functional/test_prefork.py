@@ -231,6 +231,8 @@ def test_leave_children_open_on_hup_0_terms_children_before_the_exec(serve, mark
         server.signal(signal.SIGHUP)
         assert read_all(busy) == b""  # TERMed mid-request, as Net::Server does
     server.wait_children(1, timeout=15, exclude=(child,))
+    procs.wait_until(lambda: child not in procs.children_of(server.pid, include_zombies=True), 10,
+                     message="the TERMed child to be reaped by the new image")
 
 
 def test_parent_killed_takes_every_child_with_it(serve):

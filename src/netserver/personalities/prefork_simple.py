@@ -308,9 +308,9 @@ class PreForkSimple(PreForkChild, Server):
     def restart_env(self) -> dict[str, str]:
         if not self.options.leave_children_open_on_hup:
             self.children.signal(signal.SIGTERM)
-            pids = ""
-        else:
-            pids = ",".join(str(pid) for pid in self.children.pids("server", "old"))
+        # Every child goes on the list, TERMed or not: the new image is still their
+        # parent and must reap them, or they would linger as zombies.
+        pids = ",".join(str(pid) for pid in self.children.pids())
         os.set_inheritable(self._death_write, True)
         self.lock.close()
         return {restart.ENV_OLD_CHILDREN: pids, restart.ENV_DEATH_FD: str(self._death_write)}
