@@ -334,3 +334,19 @@ def test_children_chroot_and_the_parent_does_not(serve, tmp_path):
     assert os.readlink(f"/proc/{server.pid}/root") == "/"
     (child,) = server.wait_children(1)
     assert os.readlink(f"/proc/{child}/root") == str(jail)
+
+
+def test_parent_fd_count_is_stable_across_restarts(serve):
+    server = serve("--max_servers", "2")
+    server.wait_children(2)
+    counts = [procs.fd_count(server.pid)]
+    for restart_number in range(1, 4):
+        kids = server.children()
+        server.signal(signal.SIGHUP)
+        procs.wait_until(lambda n=restart_number: server.log().count("Re-exec server during HUP") == n, 20,
+                         message="the restart")
+        server.wait_children(2, timeout=20, exclude=kids)
+        procs.wait_until(lambda k=kids: not any(pid in procs.children_of(server.pid, include_zombies=True) for pid in k),
+                         20, message="the old generation to be reaped")
+        counts.append(procs.fd_count(server.pid))
+    assert counts == [counts[0]] * 4, counts

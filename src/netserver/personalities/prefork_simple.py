@@ -260,6 +260,10 @@ class PreForkSimple(PreForkChild, Server):
         self.children.by_pid.pop(child.pid, None)
         self._close_ready(child)
         self.lock.child_lost(child.pid)
+        if child.kind == "old" and not self.children.count("old") and self._old_death_write >= 0:
+            os.close(self._old_death_write)  # the previous generation is gone: nobody watches it
+            self._parent_fds.discard(self._old_death_write)
+            self._old_death_write = -1
         if child.kind != "server" or child.booted or self.stopping:
             if status and child.kind == "server" and not self.stopping:
                 self.log(1, "Child %d exited abnormally: %s", child.pid, describe_status(status))
