@@ -48,7 +48,10 @@ def parse_conf_text(content: str, path: str) -> list[Raw]:
     trimmed (Net::Server kept it, which silently broke paths).
     """
     entries = []
-    for number, line in enumerate(content.splitlines(), 1):
+    # Only \n ends a line: splitlines() also breaks at form feeds and other
+    # separators, which would shift every line number after them.
+    for number, line in enumerate(content.split("\n"), 1):
+        line = line.removesuffix("\r")
         line = line.replace("\\#", _ESCAPED_HASH)
         line = line.split("#", 1)[0].replace(_ESCAPED_HASH, "#").strip()
         if not line:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import select
 import socket
+import struct
 import time
 
 from .listeners import Listener, normalise_ip
@@ -34,14 +35,31 @@ class _SocketRaw(io.RawIOBase):
     takes for "no data yet" and would hand back a truncated line.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        self._sock = sock
         self._recv_into = sock.recv_into
         self.at_eof = False
+        self.timeout = timeout
+        self.deadline = 0.0  # set while a line is being read
+        self.reads = 0
+        self.shortened = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
+        if self.deadline:
+            # A line must arrive whole within the timeout, or a client sending a
+            # byte now and then (slowloris) would hold this process forever.  The
+            # first recv of a line uses the listener's inherited timeout; later
+            # ones get what is left of it.
+            if self.reads:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the line did not arrive within the timeout")
+                _set_receive_timeout(self._sock, left)
+                self.shortened = True
+            self.reads += 1
         try:
             count = self._recv_into(buffer)
         except BlockingIOError:
@@ -49,6 +67,23 @@ class _SocketRaw(io.RawIOBase):
         if not count:
             self.at_eof = True
         return count
+
+    def start_line(self) -> None:
+        if self.timeout:
+            self.deadline = time.monotonic() + self.timeout
+            self.reads = 0
+
+    def end_line(self) -> None:
+        self.deadline = 0.0
+        if self.shortened:
+            self.shortened = False
+            _set_receive_timeout(self._sock, self.timeout)
+
+
+def _set_receive_timeout(sock: socket.socket, seconds: float) -> None:
+    whole = int(seconds)
+    micro = max(int((seconds - whole) * 1e6), 1 if not whole else 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("@ll", whole, micro))
 
 
 class LineReader(io.BufferedReader):
@@ -59,10 +94,15 @@ class LineReader(io.BufferedReader):
     def readline(self, size: int | None = -1) -> bytes:  # type: ignore[override]
         limit = self.max_line_length
         if size is not None and 0 <= size <= limit:
-            return super().readline(size)
-        line = super().readline(limit + 1)
-        if len(line) > limit:
-            raise LineTooLong(f"line longer than {limit} bytes")
+            limit = size
+        raw = self.raw
+        raw.start_line()
+        try:
+            line = super().readline(limit + 1 if limit == self.max_line_length else limit)
+        finally:
+            raw.end_line()
+        if len(line) > self.max_line_length:
+            raise LineTooLong(f"line longer than {self.max_line_length} bytes")
         return line
 
 
@@ -103,7 +143,12 @@ class Connection:
 
     data: bytes | None = None
 
-    def __init__(self, sock: socket.socket, peer, listener: Listener, max_line_length: int) -> None:
+    #: False once the connection is abandoned (an over-long line, a timeout):
+    #: then close() does not read what a hostile client keeps sending.
+    drain_on_close = True
+
+    def __init__(self, sock: socket.socket, peer, listener: Listener, max_line_length: int,
+                 timeout: float = 0.0) -> None:
         self.sock = sock
         self.listener = listener
         self.proto = listener.proto
@@ -112,7 +157,7 @@ class Connection:
         else:
             self.peeraddr, self.peerport = normalise_ip(peer[0]), peer[1]
         self.peerhost = self.peeraddr
-        self._raw = _SocketRaw(sock)
+        self._raw = _SocketRaw(sock, timeout)
         reader = LineReader(self._raw, 16384)
         reader.max_line_length = max_line_length
         self.rfile = reader
@@ -151,7 +196,7 @@ class Connection:
         if sock.fileno() < 0:
             return
         self.wfile.close()
-        if not self._raw.at_eof:  # after the client's EOF nothing unread can remain
+        if self.drain_on_close and not self._raw.at_eof:  # after EOF nothing unread can remain
             try:
                 sock.shutdown(socket.SHUT_WR)
                 _drain(sock)

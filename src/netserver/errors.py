@@ -46,7 +46,8 @@ class ConfigError(NetServerError):
     def _format(self) -> str:
         parts = []
         if self.option:
-            parts.append(f"{self.option}: ")
+            name = self.option if len(self.option) <= 80 else self.option[:77] + "..."
+            parts.append(f"{name}: ")
         if self.value is not None:
             parts.append(f"{_show(self.value)} ")
         parts.append(self.hint)

@@ -14,6 +14,9 @@ caller turns that into a ``ConfigError`` naming the option, value and source.
 
 from __future__ import annotations
 
+import ipaddress
+import logging.handlers
+import re
 import signal
 import socket
 from collections.abc import Callable
@@ -128,13 +131,45 @@ def signal_names(value: Any) -> tuple[str, ...]:
     """``USR1,USR2`` or ``SIGUSR1`` -> ('USR1', 'USR2'); unknown names refused."""
     names = []
     for word in text(value).replace(",", " ").split():
-        name = word.upper().removeprefix("SIG")
-        if not hasattr(signal, "SIG" + name) or name in ("KILL", "STOP", "CHLD"):
+        found = getattr(signal, "SIG" + word.upper().removeprefix("SIG"), None)
+        if not isinstance(found, signal.Signals) or found in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD):
             raise ValueError(f"names a signal that cannot be passed through: {word!r}")
-        names.append(name)
+        names.append(found.name.removeprefix("SIG"))  # canonical: CLD is CHLD, refused above
     if not names:
         raise ValueError("names no signal")
     return tuple(names)
+
+
+def regex(value: Any) -> str:
+    pattern = text(value)
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"is not a valid regular expression: {error}") from None
+    return pattern
+
+
+def cidr_blocks(value: Any) -> str:
+    blocks = text(value)
+    for block in blocks.replace(",", " ").split():
+        try:
+            ipaddress.ip_network(block, strict=False)
+        except ValueError:
+            raise ValueError(f"is not a CIDR block such as 10.0.0.0/8 ({block!r})") from None
+    return blocks
+
+
+def port_spec(value: Any) -> str:
+    """Check the spec's own syntax now, so the error names its own line."""
+    from .errors import ConfigError
+    from .listeners import parse_port
+
+    spec = text(value)
+    try:
+        parse_port(spec, 0, ("*",), ("tcp",), ("*",), "")
+    except ConfigError as error:
+        raise ValueError(error.hint) from None
+    return spec
 
 
 def octal_mode(value: Any) -> int:
@@ -155,7 +190,7 @@ BASE_OPTIONS: tuple[Option, ...] = (
            "Read options from this file (key value per line, # comments). "
            "Values given in the constructor, on the command line or to run() win over it.",
            metavar="PATH"),
-    Option("port", text, ("20203",),
+    Option("port", port_spec, ("20203",),
            "Where to listen: PORT, HOST:PORT, [V6ADDR]:PORT, PORT/udp, unix:/path or /path|unix. "
            "Repeat it for several listeners; port 0 picks a free port. Default 20203.",
            multi=True, metavar="SPEC"),
@@ -179,7 +214,8 @@ BASE_OPTIONS: tuple[Option, ...] = (
            "Append log lines to this file, or 'syslog' (or 'Sys::Syslog') to log to syslog. "
            "Default: standard error.", metavar="PATH"),
     Option("syslog_ident", text, "netserver", "Syslog identity. Default netserver.", metavar="NAME"),
-    Option("syslog_facility", text, "daemon", "Syslog facility name. Default daemon.", metavar="NAME"),
+    Option("syslog_facility", choice(*sorted(logging.handlers.SysLogHandler.facility_names)), "daemon",
+           "Syslog facility name (daemon, local0 ... local7, mail...). Default daemon.", metavar="NAME"),
     Option("syslog_logsock", optional(text), None,
            "Syslog socket: a unix path, or host:port for UDP. Default /dev/log.", metavar="SOCKET"),
     Option("pid_file", optional(text), None,
@@ -202,13 +238,13 @@ BASE_OPTIONS: tuple[Option, ...] = (
     Option("chroot", optional(text), None,
            "Children (Single: the server) chroot into this directory after binding. Default: none.",
            metavar="DIR"),
-    Option("allow", text, (), "Regular expression a peer address (or confirmed host name) must "
+    Option("allow", regex, (), "Regular expression a peer address (or confirmed host name) must "
            "fully match to be allowed. Repeatable.", multi=True, metavar="REGEX"),
-    Option("deny", text, (), "Regular expression that denies a matching peer. Repeatable.",
+    Option("deny", regex, (), "Regular expression that denies a matching peer. Repeatable.",
            multi=True, metavar="REGEX"),
-    Option("cidr_allow", text, (), "Allow peers inside this CIDR block. Repeatable.",
+    Option("cidr_allow", cidr_blocks, (), "Allow peers inside this CIDR block. Repeatable.",
            multi=True, metavar="CIDR"),
-    Option("cidr_deny", text, (), "Deny peers inside this CIDR block. Repeatable.",
+    Option("cidr_deny", cidr_blocks, (), "Deny peers inside this CIDR block. Repeatable.",
            multi=True, metavar="CIDR"),
     Option("reverse_lookups", boolean, False,
            "Look up each peer's host name (forward-confirmed) for client.peerhost and the allow/deny "

@@ -127,15 +127,17 @@ def finish(server: Server) -> None:
     status = check.process.wait()
     check.process.stdout.close()
     server._check = None
-    again, server._hup_again = getattr(server, "_hup_again", False), False
+    again, server._hup_again = server._hup_again, False
     if status != 0:
         lines = [line for line in check.output.decode("utf-8", "replace").splitlines() if line.strip()]
         reason = lines[-1] if lines else f"exit status {status}"
         server.log(0, "HUP refused, keeping the running server: %s", reason)
-        if again:
-            request(server)
-        return
-    execute(server)
+    if again:
+        # The configuration may have changed since this check read it: only
+        # ever exec what a check has seen.
+        request(server)
+    elif status == 0:
+        execute(server)
 
 
 def execute(server: Server) -> None:

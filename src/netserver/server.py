@@ -131,6 +131,7 @@ class Server(EventLoopMixin):
         self._closed = False
         self._serving = False
         self._status_fd = -1
+        self.ready_fds: list[int] = []
         self._ready_sent = False
         self._start_dir = os.getcwd()
         self._check: restart.Check | None = None
@@ -249,6 +250,10 @@ class Server(EventLoopMixin):
             daemon.detach_stdio(options.log_file)
         if self.pid_file is not None:
             self.pid_file.write(os.getpid())
+        # Where READY goes; children forked before it is written close these.
+        self.ready_fds = [self._status_fd] if self._status_fd >= 0 else []
+        if options.ready_fd is not None and not self.restarting:
+            self.ready_fds.append(options.ready_fd)
         restart.forget_restart_env()
 
     def loop(self) -> None:
@@ -278,15 +283,13 @@ class Server(EventLoopMixin):
             return
         self._ready_sent = True
         line = ("READY pid=%d %s\n" % (os.getpid(), " ".join(each.describe() for each in self.listeners))).encode()
-        fds = [self._status_fd] if self._status_fd >= 0 else []
-        if self.options.ready_fd is not None and not self.restarting:
-            fds.append(self.options.ready_fd)
-        for fd in fds:
+        for fd in self.ready_fds:
             try:
                 os.write(fd, line)
                 os.close(fd)
             except OSError as error:
                 self.log(1, "Could not write the READY line to fd %d: %s", fd, error.strerror)
+        self.ready_fds = []
         self._status_fd = -1
         self.log(2, "Ready: %s", line.decode().strip())
 
@@ -347,7 +350,7 @@ class Server(EventLoopMixin):
             if error.errno in (errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.EHOSTUNREACH):
                 return None
             raise
-        return self.connection_class(conn, peer, listener, self.options.max_line_length)
+        return self.connection_class(conn, peer, listener, self.options.max_line_length, self.options.timeout)
 
     _emfile_logged = 0.0
 
@@ -376,8 +379,10 @@ class Server(EventLoopMixin):
                 self.request_denied_hook(client)            # user: denied clients
             self.post_process_request_hook(client, ok)      # user
         except LineTooLong as error:
+            client.drain_on_close = False
             self.log(2, "Closing connection from %s: %s", self._peer(client), error)
         except (TimeoutError, BlockingIOError):
+            client.drain_on_close = False
             self.log(2, "Timed out waiting for %s; closing the connection", self._peer(client))
         except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as error:
             self.log(3, "Client %s went away: %s", self._peer(client), error.strerror or error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 
 
@@ -54,9 +55,18 @@ def read_all(sock: socket.socket, limit: int = 1 << 24) -> bytes:
 def talk(address, payload: bytes, timeout: float = 5.0) -> bytes:
     """Send payload, half-close, read until the server closes."""
     with connect(address, timeout) as sock:
-        sock.sendall(payload)
-        sock.shutdown(socket.SHUT_WR)
-        return read_all(sock)
+        try:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed first (a denied client): what it sent is still readable
+        except OSError as error:
+            if error.errno != errno.ENOTCONN:
+                raise
+        try:
+            return read_all(sock)
+        except ConnectionResetError:
+            return b""
 
 
 def udp_exchange(address: tuple, payload: bytes, timeout: float = 5.0) -> bytes:

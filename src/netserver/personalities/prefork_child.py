@@ -38,12 +38,13 @@ class PreForkChild:
         self.is_child = True
         self.is_dequeue = kind == "dequeue"
         self.signals.reset_in_child()
-        for fd in self._parent_fds:
+        for fd in (*self._parent_fds, *self.ready_fds):
             try:
                 os.close(fd)
             except OSError:
                 pass
         self._parent_fds = set()
+        self.ready_fds = []
         self.selector = None
         self.children.clear()
         if self.pid_file is not None:

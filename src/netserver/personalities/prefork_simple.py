@@ -222,6 +222,7 @@ class PreForkSimple(PreForkChild, Server):
         self.children.add(child)
         if ready_write >= 0:
             os.close(ready_write)
+            os.set_blocking(ready_read, False)
             self._parent_fds.add(ready_read)
             self.watch_fd(ready_read, lambda: self._child_reported(child))
         self.log(4, "Child Preforked (%d) %s", pid, kind)
@@ -230,6 +231,8 @@ class PreForkSimple(PreForkChild, Server):
     def _child_reported(self, child: Child) -> None:
         try:
             data = os.read(child.ready_fd, 64)
+        except BlockingIOError:
+            return
         except OSError:
             data = b""
         if data:
@@ -258,6 +261,10 @@ class PreForkSimple(PreForkChild, Server):
 
     def forget(self, child: Child, status: int | None) -> None:
         self.children.by_pid.pop(child.pid, None)
+        if not child.booted and child.ready_fd >= 0:
+            # The child may have reported ready, served and exited before the
+            # selector showed us its byte (max_requests 1): read it now.
+            self._child_reported(child)
         self._close_ready(child)
         self.lock.child_lost(child.pid)
         if child.kind == "old" and not self.children.count("old") and self._old_death_write >= 0:
