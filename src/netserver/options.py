@@ -250,7 +250,8 @@ BASE_OPTIONS: tuple[Option, ...] = (
            "Look up each peer's host name (forward-confirmed) for client.peerhost and the allow/deny "
            "rules. Default off.", flag=True, metavar="BOOL"),
     Option("timeout", seconds(allow_zero=True), 30.0,
-           "Seconds any single read or write on a client may wait; 0 turns it off. Default 30.",
+           "Seconds a client gets to send a whole line through client.rfile, and for any other single "
+           "read or write; 0 turns it off. Default 30.",
            metavar="SECONDS"),
     Option("max_line_length", integer(1), 65536,
            "Longest line client.rfile returns; a longer one closes the connection. Default 65536.",
