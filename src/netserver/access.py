@@ -21,8 +21,7 @@ import logging
 import re
 import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from netserver.errors import ConfigError
 
@@ -117,8 +116,7 @@ def confirmed_hostname(address: str, resolver: HostResolver) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class AccessPolicy:
+class AccessPolicy(NamedTuple):
     """The compiled allow/deny rules; frozen, so processes and threads can share it.
 
     * :meth:`compile` (parent, once at start-up; forked children inherit the result).

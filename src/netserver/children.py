@@ -12,18 +12,22 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 
 
-@dataclass
 class Child:
     """One forked child.  ``kind`` is 'server', 'dequeue' or 'old' (a previous generation)."""
 
-    pid: int
-    kind: str
-    ready_fd: int = -1
-    booted: bool = False
-    started: float = field(default_factory=time.monotonic)
+    __slots__ = ("pid", "kind", "ready_fd", "booted", "started")
+
+    def __init__(self, pid: int, kind: str, ready_fd: int = -1, booted: bool = False) -> None:
+        self.pid = pid
+        self.kind = kind
+        self.ready_fd = ready_fd
+        self.booted = booted
+        self.started = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<Child {self.pid} {self.kind}{' booted' if self.booted else ''}>"
 
 
 def describe_status(status: int | None) -> str:

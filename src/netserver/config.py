@@ -16,7 +16,6 @@ default silently.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -190,18 +189,43 @@ def convert(option: Option, raw: Raw) -> Any:
         raise ConfigError(option.name, raw.value, raw.origin, str(error)) from None
 
 
-_DATACLASSES: dict[tuple[str, ...], type] = {}
+class FrozenOptions:
+    """Base of the per-server Options classes: one slot per option, read-only."""
+
+    __slots__ = ()
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"options are read-only (tried to set {name})")
+
+    __delattr__ = __setattr__
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.as_dict() == other.as_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __repr__(self) -> str:
+        return "Options(" + ", ".join(f"{name}={value!r}" for name, value in self.as_dict().items()) + ")"
+
+
+_OPTION_CLASSES: dict[tuple[str, ...], type] = {}
 
 
 def freeze(values: dict[str, Any]) -> Any:
-    """A frozen, slotted dataclass instance with one field per option."""
+    """A read-only object with one slot per option (``options.max_servers``)."""
     names = tuple(sorted(values))
-    cls = _DATACLASSES.get(names)
+    cls = _OPTION_CLASSES.get(names)
     if cls is None:
-        cls = dataclasses.make_dataclass("Options", [(name, Any) for name in names],
-                                         frozen=True, slots=True)
-        _DATACLASSES[names] = cls
-    return cls(**values)
+        cls = type("Options", (FrozenOptions,), {"__slots__": names})
+        _OPTION_CLASSES[names] = cls
+    return cls(values)
 
 
 def build(*, table: dict[str, Option], constructor: dict[str, Any], argv: list[str],

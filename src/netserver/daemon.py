@@ -23,7 +23,7 @@ import pwd
 import signal
 import stat
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import ConfigError, StartupError
 
@@ -106,8 +106,7 @@ class PidFile:
             self.fd = -1
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
     """Who children run as: uid, gid, the exact supplementary groups."""
 
     uid: int

@@ -22,7 +22,7 @@ import os
 import re
 import socket
 import stat
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .config import pair
 from .errors import BindError, ConfigError
@@ -33,8 +33,7 @@ _IPV_SUFFIX = re.compile(r"[|](ipv[46*])$", re.IGNORECASE)
 _PROTO_SUFFIX = re.compile(r"[,|\s/](tcp|udp|unix)$", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class ListenSpec:
+class ListenSpec(NamedTuple):
     """One parsed ``port`` entry."""
 
     proto: str  # 'tcp' | 'udp' | 'unix'
@@ -47,8 +46,7 @@ class ListenSpec:
     index: int = 0  # position among the ports: two "127.0.0.1:0" are two sockets
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """A concrete socket to create: family, bind address, and dual-stack choice."""
 
     spec: ListenSpec
@@ -65,14 +63,20 @@ class Target:
         return f"{spec.proto}|{spec.host}|{spec.port}|{spec.ipv}|{self.family}|{host}|{index}"
 
 
-@dataclass
 class Listener:
     """A bound socket and where it listens."""
 
-    target: Target
-    sock: socket.socket
-    inherited: bool = False
-    unix_inode: tuple[int, int] | None = field(default=None, repr=False)
+    __slots__ = ("target", "sock", "inherited", "unix_inode")
+
+    def __init__(self, target: Target, sock: socket.socket, inherited: bool = False,
+                 unix_inode: tuple[int, int] | None = None) -> None:
+        self.target = target
+        self.sock = sock
+        self.inherited = inherited
+        self.unix_inode = unix_inode
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.target.key}{' inherited' if self.inherited else ''}>"
 
     @property
     def proto(self) -> str:

@@ -14,7 +14,6 @@ kernel keeps whole between processes.
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import re
 import socket
@@ -75,12 +74,14 @@ def make_handler(log_file: str | None, ident: str, facility: str, logsock: str |
         handler.setFormatter(LineFormatter())
         return handler
     if log_file.lower() in ("syslog", "sys::syslog"):
-        code = logging.handlers.SysLogHandler.facility_names.get(facility.lower())
+        from logging.handlers import SysLogHandler  # only syslog needs it: kept out of start-up time
+
+        code = SysLogHandler.facility_names.get(facility.lower())
         if code is None:
             raise ValueError(f"syslog_facility: {facility!r} is not a syslog facility")
         address = syslog_address(logsock)
         kind = socket.SOCK_DGRAM
-        handler = logging.handlers.SysLogHandler(address=address, facility=code, socktype=kind)
+        handler = SysLogHandler(address=address, facility=code, socktype=kind)
         handler.ident = ident + f"[{os.getpid()}]: "
         # SysLogHandler maps unknown level names to "warning"; ours has NOTICE.
         handler.priority_map = {**handler.priority_map, "NOTICE": "notice"}
@@ -121,7 +122,7 @@ class Log:
 
     def after_fork(self) -> None:
         """Syslog handlers name the pid in their ident; refresh it in a child."""
-        if isinstance(self.handler, logging.handlers.SysLogHandler):
+        if hasattr(self.handler, "ident") and hasattr(self.handler, "facility"):  # a SysLogHandler
             prefix = self.handler.ident.split("[", 1)[0]
             self.handler.ident = f"{prefix}[{os.getpid()}]: "
 

@@ -15,22 +15,24 @@ caller turns that into a ``ConfigError`` naming the option, value and source.
 from __future__ import annotations
 
 import ipaddress
-import logging.handlers
 import re
 import signal
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 Parser = Callable[[Any], Any]
 
 _TRUE = {"1", "yes", "true", "on"}
+#: logging.handlers.SysLogHandler.facility_names, listed here so that start-up
+#: does not import logging.handlers unless syslog is used (a test keeps them equal).
+SYSLOG_FACILITIES = ("auth", "authpriv", "console", "cron", "daemon", "ftp", "kern", "local0", "local1", "local2",
+                     "local3", "local4", "local5", "local6", "local7", "lpr", "mail", "news", "ntp", "security",
+                     "solaris-cron", "syslog", "user", "uucp")
 _FALSE = {"0", "no", "false", "off", ""}
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """One configuration setting.
 
     ``multi`` options collect every occurrence (port, allow...); scalar
@@ -214,7 +216,7 @@ BASE_OPTIONS: tuple[Option, ...] = (
            "Append log lines to this file, or 'syslog' (or 'Sys::Syslog') to log to syslog. "
            "Default: standard error.", metavar="PATH"),
     Option("syslog_ident", text, "netserver", "Syslog identity. Default netserver.", metavar="NAME"),
-    Option("syslog_facility", choice(*sorted(logging.handlers.SysLogHandler.facility_names)), "daemon",
+    Option("syslog_facility", choice(*SYSLOG_FACILITIES), "daemon",
            "Syslog facility name (daemon, local0 ... local7, mail...). Default daemon.", metavar="NAME"),
     Option("syslog_logsock", optional(text), None,
            "Syslog socket: a unix path, or host:port for UDP. Default /dev/log.", metavar="SOCKET"),

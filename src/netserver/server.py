@@ -283,6 +283,7 @@ class Server(EventLoopMixin):
             return
         self._ready_sent = True
         line = ("READY pid=%d %s\n" % (os.getpid(), " ".join(each.describe() for each in self.listeners))).encode()
+        self.log(2, "Ready: %s", line.decode().strip())  # logged first: whoever we tell may read the log
         for fd in self.ready_fds:
             try:
                 os.write(fd, line)
@@ -291,7 +292,6 @@ class Server(EventLoopMixin):
                 self.log(1, "Could not write the READY line to fd %d: %s", fd, error.strerror)
         self.ready_fds = []
         self._status_fd = -1
-        self.log(2, "Ready: %s", line.decode().strip())
 
     def _report_failure(self, error: NetServerError) -> None:
         if self._status_fd >= 0:

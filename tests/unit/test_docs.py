@@ -20,3 +20,11 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one():
     assert run_server.endswith("netserver")
     ci = (ROOT / ".ci" / "run").read_text()
     assert ci.rstrip().splitlines()[-1] == run_tests
+
+
+def test_syslog_facility_names_match_the_standard_library():
+    import logging.handlers
+
+    from netserver.options import SYSLOG_FACILITIES
+
+    assert set(SYSLOG_FACILITIES) == set(logging.handlers.SysLogHandler.facility_names)
