@@ -179,8 +179,12 @@ def drop_privileges(identity: Identity | None, chroot: str | None) -> None:
     os.setresuid(identity.uid, identity.uid, identity.uid)
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_PDEATHSIG = 1
+# Resolved here, in the parent: the first attribute lookup on a CDLL builds
+# function objects, which in every child would cost ~170 KiB of private pages.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_prctl.restype = ctypes.c_int
 
 
 def set_parent_death_signal(signum: int = signal.SIGHUP) -> None:
@@ -190,7 +194,7 @@ def set_parent_death_signal(signum: int = signal.SIGHUP) -> None:
     must then compare getppid() with the recorded parent: a parent that died
     before this call sends nothing.
     """
-    _libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+    _prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
 
 
 def background() -> int:
