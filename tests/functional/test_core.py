@@ -7,13 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from conftest import HANDLERS, read_ready, server_env
 from support import procs
-from support.clients import connect, read_line, talk
+from support.clients import talk
 
 
 def test_background_launcher_returns_once_ready_and_the_daemon_serves(serve, tmp_path):

@@ -57,7 +57,8 @@ class Identity:
     """Report uid, gid, groups and the process status of the child."""
 
     def process_request(self, client):
-        client.wfile.write(b"%d %d %s\n" % (os.getuid(), os.getgid(), ",".join(map(str, sorted(os.getgroups()))).encode()))
+        groups = ",".join(map(str, sorted(os.getgroups()))).encode()
+        client.wfile.write(b"%d %d %s\n" % (os.getuid(), os.getgid(), groups))
 
 
 class ListRoot:

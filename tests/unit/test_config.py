@@ -7,7 +7,6 @@ subclass's ``configure()``, which reads every source and stops there.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import socket
 

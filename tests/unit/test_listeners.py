@@ -137,7 +137,7 @@ def targets_of(text: str, **overrides) -> list[tuple]:
 def test_resolve_wildcards_and_literals(text, ipv, expected):
     found = targets_of(text, ipvs=(ipv,))
     assert [item[:2] for item in found] == [item[:2] for item in expected]
-    for got, want in zip(found, expected):
+    for got, want in zip(found, expected, strict=True):
         if want[0] == socket.AF_INET6:
             assert got[2] is want[2]
 
