@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pwd
 import select
 import signal
 import subprocess
@@ -201,6 +202,17 @@ class Launcher:
                 handle.process.wait(5)
             procs.reap_strays()
         return problems
+
+
+@pytest.fixture(scope="session")
+def nstest() -> pwd.struct_passwd:
+    """The unprivileged user .ci/run creates; created here when missing (needs root)."""
+    try:
+        return pwd.getpwnam("nstest")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin",
+                        "nstest"], timeout=30, check=False)  # a concurrent run may have made it: look again
+        return pwd.getpwnam("nstest")
 
 
 @pytest.fixture

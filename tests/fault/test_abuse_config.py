@@ -33,6 +33,7 @@ from netserver.errors import ConfigError
 from netserver.options import option_table
 from netserver.personalities import PreForkSimple
 from support import procs
+from support.clients import free_port, port_is_free
 
 TABLE = option_table(PreForkSimple.declared_options)
 FOREIGN = PreForkSimple.foreign_options()
@@ -197,19 +198,6 @@ def test_control_the_judges_fail_bad_outcomes():
 
 
 # --------------------------------------------------------------------------- end to end
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def base_lines(folder, ports) -> list[str]:

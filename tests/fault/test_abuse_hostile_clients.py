@@ -31,10 +31,8 @@
 
 from __future__ import annotations
 
-import ctypes
 import io
 import math
-import os
 import selectors
 import socket
 import time
@@ -53,36 +51,18 @@ FLOOD = 10 * 1024 * 1024
 SERVER_RCVBUF = 131072  # asked for; the kernel doubles it (see the module docstring)
 FLOODS = 3
 CLIENT_SNDBUF = 4096
-SYS_PIDFD_GETFD = 438  # the same number on every Linux architecture
 
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 # --------------------------------------------------------------------------- helpers
 def pin_listener_rcvbuf(pid: int, port: int, size: int) -> int:
     """Set SO_RCVBUF on the server's listening socket on ``port``; returns the effective size."""
-    pidfd = os.pidfd_open(pid)
-    try:
-        for name in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
-                    continue
-            except OSError:
-                continue
-            fd = _libc.syscall(SYS_PIDFD_GETFD, pidfd, int(name), 0)
-            if fd < 0:
-                raise OSError(ctypes.get_errno(), "pidfd_getfd")
-            sock = socket.socket(fileno=fd)
-            try:
-                if (sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6)
-                        and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-                        and sock.getsockname()[1] == port):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-                    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-            finally:
-                sock.close()
-    finally:
-        os.close(pidfd)
+    for sock in procs.borrowed_sockets(pid):
+        if (sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6)
+                and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                and sock.getsockname()[1] == port):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     raise AssertionError(f"no listening socket on port {port} in process {pid}")
 
 

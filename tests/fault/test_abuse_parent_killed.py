@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import pwd
 import signal
 import subprocess
 import sys
@@ -49,17 +48,6 @@ def semaphores_in(ns_fd: int) -> list[str]:
     result = subprocess.run(["nsenter", f"--ipc=/proc/self/fd/{ns_fd}", "cat", "/proc/sysvipc/sem"],
                             pass_fds=(ns_fd,), capture_output=True, text=True, timeout=10, check=True)
     return [line.split()[1] for line in result.stdout.splitlines()[1:] if line.strip()]
-
-
-@pytest.fixture(scope="module")
-def nstest() -> pwd.struct_passwd:
-    """The unprivileged user .ci/run creates; created here when missing."""
-    try:
-        return pwd.getpwnam("nstest")
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin",
-                        "nstest"], timeout=30, check=False)  # a concurrent run may have made it: look again
-        return pwd.getpwnam("nstest")
 
 
 def refused(address) -> bool:

@@ -44,17 +44,6 @@ from support.clients import talk
 NOBODY = 65534
 
 
-@pytest.fixture(scope="module")
-def nstest() -> pwd.struct_passwd:
-    """The unprivileged user .ci/run creates; created here when missing."""
-    try:
-        return pwd.getpwnam("nstest")
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin",
-                        "nstest"], timeout=30, check=False)  # a concurrent run may have made it: look again
-        return pwd.getpwnam("nstest")
-
-
 def as_user(user: str | int, *command: str) -> list[str]:
     return ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
 

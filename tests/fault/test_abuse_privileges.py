@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import grp
 import os
-import pwd
 import subprocess
 
 import pytest
@@ -24,17 +23,6 @@ from support import procs
 from support.clients import talk
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
-
-
-@pytest.fixture(scope="module")
-def nstest() -> pwd.struct_passwd:
-    """The unprivileged user .ci/run creates; created here when missing."""
-    try:
-        return pwd.getpwnam("nstest")
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin",
-                        "nstest"], timeout=30, check=False)  # a concurrent run may have made it: look again
-        return pwd.getpwnam("nstest")
 
 
 @pytest.fixture(scope="module")

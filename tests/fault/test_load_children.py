@@ -9,7 +9,6 @@ accepted/done journal must agree with that snapshot.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import os
 import random
@@ -25,8 +24,6 @@ from fault import loadgen
 from support import procs
 
 LINE = "fault_load_handlers:Line"
-SYS_PIDFD_GETFD = 438  # the same number on every Linux architecture
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 # ---------------------------------------------------------------- observation helpers
@@ -60,27 +57,14 @@ class ZombieWatch:
 def peers_held(pid: int) -> set[str]:
     """'ip:port' of every connected TCP peer in pid's descriptor table (stop pid first)."""
     held = set()
-    pidfd = os.pidfd_open(pid)
-    try:
-        for name in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
-                    continue
-            except FileNotFoundError:
-                continue
-            fd = _libc.syscall(SYS_PIDFD_GETFD, pidfd, int(name), 0)
-            if fd < 0:
-                raise OSError(ctypes.get_errno(), f"pidfd_getfd({pid}, {name})")
-            with socket.socket(fileno=fd) as sock:
-                if sock.type != socket.SOCK_STREAM or sock.family != socket.AF_INET:
-                    continue
-                try:
-                    peer = sock.getpeername()
-                except OSError:  # the listener
-                    continue
-                held.add(f"{peer[0]}:{peer[1]}")
-    finally:
-        os.close(pidfd)
+    for sock in procs.borrowed_sockets(pid):
+        if sock.type != socket.SOCK_STREAM or sock.family != socket.AF_INET:
+            continue
+        try:
+            peer = sock.getpeername()
+        except OSError:  # the listener
+            continue
+        held.add(f"{peer[0]}:{peer[1]}")
     return held
 
 

@@ -16,57 +16,8 @@ import socket
 
 import pytest
 
-from support.clients import connect
-
-# Quoted verbatim from /work/shared/reference/seed.md: it must parse as it is.
-SEED_CONF = r"""#-------------- file test.conf --------------
-
-### server information
-max_servers   80
-max_requests  1000
-
-### user and group to become
-user        somebody
-group       everybody
-
-### logging ?
-log_file    /var/log/server.log
-log_level   3
-pid_file    /tmp/server.pid
-
-### access control
-allow       .+\.(net|com)
-allow       domain\.com
-deny        a.+
-
-### background the process?
-background  1
-
-### ports to bind
-host        127.0.0.1
-port        localhost:20204
-port        20205
-
-### reverse lookups ?
-# reverse_lookups on
-
-#-------------- file test.conf --------------
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+from support.clients import connect, free_port, port_is_free
+from support.seed import SEED_CONF  # noqa: E402
 
 
 def assert_failed_start(result, status: int, fragments, pid_file) -> str:

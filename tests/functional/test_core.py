@@ -128,15 +128,10 @@ def test_client_bytes_in_log_lines_are_escaped(serve):
     assert "\x1b" not in server.log()
 
 
-def test_single_drops_privileges_after_binding(serve, tmp_path):
+def test_single_drops_privileges_after_binding(serve, nstest):
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    import pwd
-    try:
-        user = pwd.getpwnam("nstest")
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", "nstest"], check=True, timeout=30)
-        user = pwd.getpwnam("nstest")
+    user = nstest
     server = serve("--server_type", "Single", "--user", "nstest", "--handler", "echo:Identity")
     uid, gid, _ = talk(server.addr, b"").split()
     assert (int(uid), int(gid)) == (user.pw_uid, user.pw_gid)

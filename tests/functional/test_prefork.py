@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pwd
 import signal
 import socket
 import subprocess
@@ -277,7 +276,8 @@ def test_user_thread_before_fork_is_named_in_a_warning(serve, marks):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
-def test_children_drop_privileges_and_the_parent_keeps_them(serve, test_user):
+def test_children_drop_privileges_and_the_parent_keeps_them(serve, nstest):
+    test_user = nstest
     server = serve("--handler", "echo:Identity", "--max_servers", "2", "--user", test_user.pw_name)
     uid, gid, groups = talk(server.addr, b"").split()
     assert (int(uid), int(gid)) == (test_user.pw_uid, test_user.pw_gid)
@@ -286,16 +286,6 @@ def test_children_drop_privileges_and_the_parent_keeps_them(serve, test_user):
         assert procs.status_field(child, "Gid").split() == [str(test_user.pw_gid)] * 4
         assert procs.status_field(child, "CapEff") == "0000000000000000"
     assert procs.status_field(server.pid, "Uid").split()[0] == "0"
-
-
-@pytest.fixture
-def test_user():
-    """The unprivileged user .ci/run creates; made here too when missing."""
-    try:
-        return pwd.getpwnam("nstest")
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", "nstest"], check=True, timeout=30)
-        return pwd.getpwnam("nstest")
 
 
 def test_ready_line_waits_for_every_child(serve):

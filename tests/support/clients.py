@@ -75,3 +75,20 @@ def udp_exchange(address: tuple, payload: bytes, timeout: float = 5.0) -> bytes:
         sock.settimeout(timeout)
         sock.sendto(payload, address)
         return sock.recvfrom(65535)[0]
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    """True when 127.0.0.1:port can be bound: nothing was left listening on it."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
