@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from support import procs
+from support import needs_root, procs
 from support.clients import connect, read_line
 
 ACCEPT_WAIT = "do_epoll_wait"
@@ -78,7 +78,7 @@ def lock_files_of(pid: int, folder: str) -> list[str]:
     return found
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (IPC namespace, --user)")
+@needs_root
 @pytest.mark.parametrize("as_user", [False, True], ids=["same-user", "user-nstest"])
 @pytest.mark.parametrize("kind", ["flock", "semaphore"])
 def test_parent_killed_leaves_no_child_port_semaphore_or_lock_file(serve, tmp_path, nstest, kind, as_user):
@@ -126,7 +126,7 @@ def test_parent_killed_leaves_no_child_port_semaphore_or_lock_file(serve, tmp_pa
     assert semaphore_gone < LIMIT
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (IPC namespace)")
+@needs_root
 def test_control_the_namespace_reader_sees_a_semaphore_left_behind():
     """Negative control for the semaphore count: a process that exits without IPC_RMID leaves one."""
     creator = subprocess.Popen([sys.executable, "-c", "import ctypes, sys; sys.stdin.read();"

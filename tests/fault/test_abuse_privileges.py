@@ -19,10 +19,10 @@ import subprocess
 
 import pytest
 
-from support import procs
+from support import needs_root, procs
 from support.clients import talk
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
+pytestmark = needs_root
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,8 @@ import socket
 import subprocess
 import sys
 
-import pytest
-
 from conftest import HANDLERS, read_ready, server_env
-from support import procs
+from support import needs_root, procs
 from support.clients import talk
 
 
@@ -128,9 +126,8 @@ def test_client_bytes_in_log_lines_are_escaped(serve):
     assert "\x1b" not in server.log()
 
 
+@needs_root
 def test_single_drops_privileges_after_binding(serve, nstest):
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
     user = nstest
     server = serve("--server_type", "Single", "--user", "nstest", "--handler", "echo:Identity")
     uid, gid, _ = talk(server.addr, b"").split()

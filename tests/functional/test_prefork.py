@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from support import procs
+from support import needs_root, procs
 from support.clients import connect, read_all, read_line, talk
 
 ACCEPT_WAIT = "do_epoll_wait"
@@ -275,7 +275,7 @@ def test_user_thread_before_fork_is_named_in_a_warning(serve, marks):
     assert procs.status_field(server.pid, "Threads") == "2"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
+@needs_root
 def test_children_drop_privileges_and_the_parent_keeps_them(serve, nstest):
     test_user = nstest
     server = serve("--handler", "echo:Identity", "--max_servers", "2", "--user", test_user.pw_name)
@@ -314,7 +314,7 @@ def test_hup_keeps_the_pid_file_lock_and_skips_a_new_port_that_cannot_bind(serve
     assert again.returncode == 1 and b"already running" in again.stderr
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chroot needs root")
+@needs_root
 def test_children_chroot_and_the_parent_does_not(serve, tmp_path):
     jail = tmp_path / "jail"
     jail.mkdir()

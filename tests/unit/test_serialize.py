@@ -23,6 +23,7 @@ import pytest
 
 from netserver.errors import ConfigError, ExitCode, StartupError
 from netserver.serialize import AcceptLock, FlockLock, LockGone, NoLock, PipeLock, SemaphoreLock, make_lock
+from support import needs_root
 
 CHILD_ALARM = 20  # seconds before a forked test child is killed by SIGALRM
 WAIT = 10.0  # the default deadline for a child to exit
@@ -625,7 +626,7 @@ def test_semaphore_gone_after_parent_killed(children: Children) -> None:
     assert semid not in semaphores()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="changing the owner needs root")
+@needs_root
 def test_semaphore_owner_lets_unprivileged_children_use_it(children: Children, make: Callable[..., AcceptLock]) -> None:
     lock = make("semaphore", owner=(NOBODY, NOBODY))
     semid = lock.semaphore_id  # type: ignore[attr-defined]
@@ -651,7 +652,7 @@ def test_semaphore_owner_lets_unprivileged_children_use_it(children: Children, m
     assert semid not in semaphores()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+@needs_root
 def test_semaphore_without_owner_refuses_unprivileged_children(
     children: Children, make: Callable[..., AcceptLock]
 ) -> None:
