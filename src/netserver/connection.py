@@ -198,7 +198,6 @@ class Connection:
         self.wfile.close()
         if self.drain_on_close and not self._raw.at_eof:  # after EOF nothing unread can remain
             try:
-                sock.shutdown(socket.SHUT_WR)
                 _drain(sock)
             except OSError:
                 pass
@@ -213,6 +212,12 @@ class Connection:
 
 
 def _drain(sock: socket.socket, limit: int = 1 << 20, seconds: float = 0.5) -> None:
+    """Read what the client sent unasked, after telling it we are done (FIN).
+
+    The first non-blocking recv settles the common case alone: nothing is
+    unread, and a plain close sends no reset.  Only unread input earns the
+    shutdown and a bounded wait for the rest.
+    """
     got = 0
     deadline = 0.0
     poller = None
@@ -223,6 +228,7 @@ def _drain(sock: socket.socket, limit: int = 1 << 20, seconds: float = 0.5) -> N
             if not got:
                 return  # nothing unread: a plain close sends no reset
             if poller is None:
+                sock.shutdown(socket.SHUT_WR)
                 poller = select.poll()
                 poller.register(sock, select.POLLIN)
                 deadline = time.monotonic() + seconds

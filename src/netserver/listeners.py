@@ -66,12 +66,13 @@ class Target(NamedTuple):
 class Listener:
     """A bound socket and where it listens."""
 
-    __slots__ = ("target", "sock", "inherited", "unix_inode")
+    __slots__ = ("target", "sock", "inherited", "unix_inode", "family")
 
     def __init__(self, target: Target, sock: socket.socket, inherited: bool = False,
                  unix_inode: tuple[int, int] | None = None) -> None:
         self.target = target
         self.sock = sock
+        self.family = int(target.family)  # a plain int: sock.family builds an enum on every read
         self.inherited = inherited
         self.unix_inode = unix_inode
 

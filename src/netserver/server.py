@@ -340,7 +340,9 @@ class Server(EventLoopMixin):
             if listener.proto == "udp":
                 data, peer = sock.recvfrom(self.options.udp_recv_len)
                 return Datagram(sock, data, peer, listener)
-            conn, peer = sock.accept()
+            # socket.accept() converts family and type to enums on every call;
+            # with the listener's family kept as an int, the wrapper's work is one line.
+            fd, peer = sock._accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return None
         except OSError as error:
@@ -350,6 +352,7 @@ class Server(EventLoopMixin):
             if error.errno in (errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.EHOSTUNREACH):
                 return None
             raise
+        conn = socket.socket(listener.family, socket.SOCK_STREAM, 0, fd)
         return self.connection_class(conn, peer, listener, self.options.max_line_length, self.options.timeout)
 
     _emfile_logged = 0.0
