@@ -207,7 +207,6 @@ def background() -> int:
     daemon has let go of the terminal.
     """
     read_fd, write_fd = os.pipe()
-    launcher_pid = os.getpid()
     pid = os.fork()
     if pid:
         os.close(write_fd)
@@ -216,7 +215,6 @@ def background() -> int:
     os.setsid()
     if os.fork():
         os._exit(0)
-    del launcher_pid
     return write_fd
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import selectors
 import socket
 import sys
@@ -90,6 +89,7 @@ class Server(EventLoopMixin):
     child_finish_hook()                 child    nothing; before the child exits
     pre_server_close_hook()             parent   nothing; before listeners close
     restart_close_hook()                parent   nothing; just before a HUP re-exec
+    done() -> bool                      child*   False; True after a connection ends the loop
     dequeue()                           dequeue  run_dequeue(), which must be overridden
     ==================================  =======  ====================================
 
@@ -422,7 +422,8 @@ class Server(EventLoopMixin):
         client.close()
 
     def done(self) -> bool:
-        return self.stopping
+        """Checked after each connection: True ends the loop (Net::Server's done)."""
+        return False
 
     # ------------------------------------------------------------- the service
     def process_request(self, client: Connection | Datagram) -> None:
@@ -472,11 +473,3 @@ class Server(EventLoopMixin):
         mine = {option.name for option in cls.declared_options}
         return {option.name: cls.personality for personality in PERSONALITIES.values()
                 for option in personality.declared_options if option.name not in mine}
-
-    def wait_readable(self, fds: list[int], timeout: float | None) -> list[int]:
-        """poll() on fds; PEP 475 retries EINTR, so include the wakeup fd."""
-        poller = select.poll()
-        for fd in fds:
-            poller.register(fd, select.POLLIN)
-        return [fd for fd, _ in poller.poll(None if timeout is None else timeout * 1000)]
-

@@ -340,3 +340,11 @@ def test_parent_fd_count_is_stable_across_restarts(serve):
                          20, message="the old generation to be reaped")
         counts.append(procs.fd_count(server.pid))
     assert counts == [counts[0]] * 4, counts
+
+
+def test_done_hook_ends_a_child_after_the_connection(serve, marks):
+    server = serve("--handler", "prefork_handlers:DoneAfterBye", "--max_servers", "1", env={"MARK_DIR": str(marks)})
+    first = pid_of(server.addr, b"hello\n")
+    assert pid_of(server.addr, b"bye\n") == first
+    procs.wait_until(lambda: not procs.alive(first), 5, message="the child to leave after done()")
+    assert pid_of(server.addr, b"hello\n") != first

@@ -45,3 +45,16 @@ class SeedDequeue(Hooks):
 class Threaded(Hooks):
     def pre_loop_hook(self):
         threading.Thread(target=time.sleep, args=(3600,), name="user-poller", daemon=True).start()
+
+
+class DoneAfterBye(Hooks):
+    """done() ends the child's loop after a client says 'bye'."""
+
+    said_bye = False
+
+    def process_request(self, client):
+        self.said_bye = client.rfile.readline().strip() == b"bye"
+        client.wfile.write(b"%d\n" % os.getpid())
+
+    def done(self):
+        return self.said_bye

@@ -136,6 +136,8 @@ class PreForkChild:
                 lock.release()
             if client is not None:
                 self.run_client_connection(client)
+                if self.done():
+                    break
         poller.close()
 
     # ------------------------------------------------------------ dequeue

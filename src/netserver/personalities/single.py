@@ -48,3 +48,5 @@ class Single(Server):
         except StopServer:
             self.log(2, "Stopping during a request from %s", self._peer(client))
             self.stopping = True
+        if self.done():
+            self.stopping = True
