@@ -1,0 +1,1 @@
+"""The benchmark suite behind run.py: peers, servers, workloads and the report."""

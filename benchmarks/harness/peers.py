@@ -1,0 +1,201 @@
+"""Server adapters: one small class per peer.
+
+An adapter says how to make the peer available (build or install it), the
+command that starts it with N workers on given ports with a serialization
+mode, which kernel wait channels mean "this child is waiting for a
+connection" (its accept path), and what it supports (listeners, modes, HUP).
+Everything else (starting, readiness, stopping) is shared in servers.py.
+
+To add a peer: subclass Peer, fill in the class attributes and command(),
+and add it to PEERS.  HTTP peers (gunicorn, Starman, nginx) plug in the same
+way, with an HTTP workload next to the line-echo ones.
+
+Accept path tokens (substrings of /proc/PID/wchan):
+  inet_csk_accept         blocked in accept()
+  poll_schedule_timeout   blocked in select()/poll() on the listeners
+  do_epoll_wait           blocked in epoll_wait() on the listeners
+  locks_lock_inode_wait   waiting for the flock() accept lock
+  semtimedop              waiting for the SysV semaphore accept lock
+  pipe_read               waiting for the pipe token accept lock
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from . import tools
+
+ACCEPT = "inet_csk_accept"
+SELECT = "poll_schedule_timeout"
+EPOLL = "do_epoll_wait"
+LOCKS = ("locks_lock_inode_wait", "semtimedop", "pipe_read")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What one server start asks for."""
+
+    ports: tuple[int, ...]
+    workers: int
+    variant: str  # "default", or a serialize mode: "flock", "semaphore", "pipe", "select"
+    once: bool  # the workload sends one request per connection
+
+
+class Peer:
+    """Base adapter; subclasses override the attributes and command()."""
+
+    name = ""  # the --servers name
+    label = ""  # how the report names it
+    wchan: tuple[str, ...] = (ACCEPT,)
+    max_listeners = 1
+    # Variants run with two listeners; "select" = no lock, every child selects on both.
+    multi_listener_variants: tuple[str, ...] = ()
+    supports_hup = False
+    note = ""  # one line for the README's peer table
+
+    def prepare(self, may_install: bool) -> str | None:
+        """Make the peer runnable; None when it is, else why it is skipped."""
+        return None
+
+    def command(self, launch: Launch) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str] | None:
+        return None
+
+    def variants(self, listeners: int) -> tuple[str, ...]:
+        if listeners == 1:
+            return ("default",)
+        if listeners <= self.max_listeners:
+            return self.multi_listener_variants
+        return ()
+
+
+class CFloor(Peer):
+    name = "c-floor"
+    label = "C floor"
+    wchan = (ACCEPT, SELECT)
+    max_listeners = 2
+    multi_listener_variants = ("select",)
+    note = "benchmarks/servers/cfloor.c: N children block in accept(); two listeners: poll() + non-blocking accept()"
+
+    def command(self, launch: Launch) -> list[str]:
+        cmd = [str(tools.binary("cfloor")), "--workers", str(launch.workers)]
+        for p in launch.ports:
+            cmd += ["--port", "127.0.0.1:%d" % p]
+        return cmd + (["--once"] if launch.once else [])
+
+
+class PythonFloor(Peer):
+    name = "python-floor"
+    label = "Python floor"
+    wchan = (ACCEPT, SELECT)
+    max_listeners = 2
+    multi_listener_variants = ("select",)
+    note = "benchmarks/servers/pyfloor.py: plain Python, N children block in accept(); two listeners: select()"
+
+    def command(self, launch: Launch) -> list[str]:
+        cmd = [sys.executable, str(tools.BENCH_DIR / "servers" / "pyfloor.py"), "--workers", str(launch.workers)]
+        for p in launch.ports:
+            cmd += ["--port", "127.0.0.1:%d" % p]
+        return cmd + (["--once"] if launch.once else [])
+
+
+class Perl(Peer):
+    name = "perl"
+    label = "Perl PreForkSimple"
+    wchan = (ACCEPT, SELECT) + LOCKS
+    max_listeners = 2
+    multi_listener_variants = ("flock", "semaphore", "pipe")
+    supports_hup = True
+    note = "Net::Server::PreForkSimple (Debian libnet-server-perl); its default serialize is flock even for one port"
+
+    def prepare(self, may_install: bool) -> str | None:
+        probe = ["perl", "-MNet::Server::PreForkSimple", "-e", "1"]
+        ok, _ = tools.run_quiet(probe, timeout=30)
+        if ok:
+            return None
+        if not may_install:
+            return "Net::Server is not installed (apt-get install -y libnet-server-perl) and --no-install was given"
+        ok, tail = tools.apt_install("libnet-server-perl")
+        if ok and tools.run_quiet(probe, timeout=30)[0]:
+            return None
+        return "could not install libnet-server-perl: %s" % tail
+
+    def command(self, launch: Launch) -> list[str]:
+        cmd = ["perl", str(tools.BENCH_DIR / "servers" / "perl_preforksimple.pl")]
+        cmd += ["--port=127.0.0.1:%d" % p for p in launch.ports]
+        cmd += ["--max_servers=%d" % launch.workers, "--max_requests=1000000000", "--log_level=0", "--listen=1024"]
+        if launch.variant != "default":
+            cmd.append("--serialize=%s" % launch.variant)
+        return cmd + (["--once"] if launch.once else [])
+
+
+class PyPrefork(Peer):
+    name = "py-prefork"
+    label = "py-prefork-server"
+    wchan = (EPOLL, ACCEPT)
+    note = (
+        "PyPI py-prefork-server 0.5.0: children epoll() on the shared socket, then a blocking accept(); "
+        "one listener only, no HUP restart (the handler is a no-op)"
+    )
+
+    def prepare(self, may_install: bool) -> str | None:
+        probe = "import preforkserver"
+        if tools.python_can_import(probe)[0]:
+            return None
+        if not may_install:
+            return "py-prefork-server is not installed (pip install py-prefork-server) and --no-install was given"
+        ok, tail = tools.pip_install("py-prefork-server")
+        if ok and tools.python_can_import(probe)[0]:
+            return None
+        return "could not pip install py-prefork-server: %s" % tail
+
+    def command(self, launch: Launch) -> list[str]:
+        return [
+            sys.executable,
+            str(tools.BENCH_DIR / "servers" / "pyprefork_echo.py"),
+            "--workers",
+            str(launch.workers),
+            "--port",
+            "127.0.0.1:%d" % launch.ports[0],
+        ] + (["--once"] if launch.once else [])
+
+
+class NetServer(Peer):
+    name = "netserver"
+    label = "netserver"
+    wchan = (ACCEPT, SELECT, EPOLL) + LOCKS
+    max_listeners = 2
+    multi_listener_variants = ("flock", "semaphore", "pipe")
+    supports_hup = True
+    note = "this project (src/netserver), PreForkSimple with serialize=auto for one port"
+
+    def env(self) -> dict[str, str]:
+        # Works from a checkout without `pip install -e`; an installed copy
+        # comes later on sys.path than src/, so the checkout wins.
+        src = str(tools.REPO_DIR / "src")
+        path = os.environ.get("PYTHONPATH", "")
+        return dict(os.environ, PYTHONPATH=src + (os.pathsep + path if path else ""))
+
+    def prepare(self, may_install: bool) -> str | None:
+        ok, tail = tools.python_can_import("import netserver; netserver.PreForkSimple", env=self.env())
+        if ok:
+            return None
+        return "the netserver package is not importable yet (import netserver; netserver.PreForkSimple: %s)" % (
+            tail.splitlines()[-1] if tail else "failed"
+        )
+
+    def command(self, launch: Launch) -> list[str]:
+        cmd = [sys.executable, str(tools.BENCH_DIR / "servers" / "netserver_echo.py")]
+        cmd += ["--port=127.0.0.1:%d" % p for p in launch.ports]
+        cmd += ["--max_servers=%d" % launch.workers, "--max_requests=0", "--log_level=0"]
+        cmd.append("--serialize=%s" % ("auto" if launch.variant == "default" else launch.variant))
+        return cmd + (["--once"] if launch.once else [])
+
+
+PEERS: dict[str, type[Peer]] = {cls.name: cls for cls in (CFloor, PythonFloor, Perl, PyPrefork, NetServer)}
+FLOOR = PythonFloor.name
+PERL = Perl.name

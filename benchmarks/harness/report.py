@@ -1,0 +1,447 @@
+"""From raw results to the summary, the markdown table, the targets and the plot.
+
+Medians are over the kept repetitions of one run; spread is min-max.  A
+ratio divides two medians measured in the same run; its spread is the
+min-max of the per-repetition ratios (each repetition loads every peer once,
+back to back).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from .peers import FLOOR, PEERS, PERL
+
+THROUGHPUT = ("1", "2", "3")
+
+
+def label(peer: str) -> str:
+    cls = PEERS.get(peer)
+    return cls.label if cls else peer
+
+
+def _kept(results: list[dict]) -> list[dict]:
+    return [r for r in results if not r["discarded"] and "error" not in r["metrics"]]
+
+
+def _reference_variant(variant: str, workload: str) -> str:
+    """The variant of a reference peer that a row is compared with."""
+    if workload != "3":
+        return "default"
+    return variant if variant in ("flock", "semaphore", "pipe") else "flock"
+
+
+VARIANTS = ("default", "select", "flock", "semaphore", "pipe")
+HATCHES = {"semaphore": "//", "pipe": ".."}
+
+
+def _order(workload: str, workers: int, peer: str, variant: str) -> tuple:
+    """Tables and plots list peers in PEERS order, whatever order they ran in."""
+    names = list(PEERS)
+    return (
+        workload,
+        workers,
+        names.index(peer) if peer in names else len(names),
+        VARIANTS.index(variant) if variant in VARIANTS else len(VARIANTS),
+    )
+
+
+def summarize(results: list[dict]) -> dict:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in _kept(results):
+        groups[(r["workload"], r["workers"], r["peer"], r["variant"])].append(r)
+    rows = []
+    for (wl, n, peer, variant), rs in sorted(groups.items(), key=lambda kv: _order(*kv[0])):
+        row = {"workload": wl, "workers": n, "peer": peer, "variant": variant, "reps": len(rs)}
+        ms = [r["metrics"] for r in rs]
+        if wl in THROUGHPUT:
+            rps = [m["rps"] for m in ms]
+            row.update(
+                rps=statistics.median(rps),
+                rps_min=min(rps),
+                rps_max=max(rps),
+                p50_us=statistics.median(m["latency_us"]["p50"] for m in ms),
+                p99_us=statistics.median(m["latency_us"]["p99"] for m in ms),
+                max_us=max(m["latency_us"]["max"] for m in ms),
+                errors=sum(m["errors"] for m in ms),
+                client_cpu_pct=statistics.median(m["client_cpu_pct"] for m in ms),
+                server_cpu_pct=_median_of(ms, "server_cpu_pct")[0],
+                other_cpu_pct=_median_of(ms, "other_cpu_pct")[0],
+                machine_busy_pct=_median_of(ms, "machine_busy_pct")[0],
+                per_rep={r["rep"]: r["metrics"]["rps"] for r in rs},
+            )
+        else:
+            row.update(_process_row(ms))
+        rows.append(row)
+    index = {(r["workload"], r["workers"], r["peer"], r["variant"]): r for r in rows}
+    for row in rows:
+        if row["workload"] not in THROUGHPUT:
+            continue
+        floor_variant = "select" if row["workload"] == "3" else "default"
+        for name, ref_key in (
+            ("vs_floor", (FLOOR, floor_variant)),
+            ("vs_perl", (PERL, _reference_variant(row["variant"], row["workload"]))),
+        ):
+            ref = index.get((row["workload"], row["workers"]) + ref_key)
+            if ref is None or not ref["rps"]:
+                continue
+            row[name] = row["rps"] / ref["rps"]
+            per = [row["per_rep"][k] / ref["per_rep"][k] for k in row["per_rep"] if ref["per_rep"].get(k)]
+            if per:
+                row[name + "_min"], row[name + "_max"] = min(per), max(per)
+    for row in rows:
+        if row["workload"] != "4":
+            continue
+        floor = index.get(("4", row["workers"], FLOOR, "default"))
+        perl = index.get(("4", row["workers"], PERL, "default"))
+        if floor and row.get("uss_loaded_kib") and floor.get("uss_loaded_kib"):
+            row["uss_vs_floor"] = row["uss_loaded_kib"] / floor["uss_loaded_kib"]
+        if perl and row.get("startup_ms") and perl.get("startup_ms"):
+            row["startup_vs_perl"] = row["startup_ms"] / perl["startup_ms"]
+        if perl and row.get("respawn_ms") is not None and perl.get("respawn_ms") is not None:
+            row["respawn_minus_perl_ms"] = row["respawn_ms"] - perl["respawn_ms"]
+    for row in rows:
+        row.pop("per_rep", None)
+    other = [r["metrics"]["other_cpu_pct"] for r in _kept(results) if "other_cpu_pct" in r["metrics"]]
+    before = [
+        r["metrics"]["busy_before_pct"] for r in _kept(results) if r["metrics"].get("busy_before_pct") is not None
+    ]
+    disturbance = {}
+    if other:
+        disturbance["other_cpu_pct_median"] = statistics.median(other)
+        disturbance["other_cpu_pct_max"] = max(other)
+        disturbance["runs_over_10pct"] = sum(1 for o in other if o > 10.0)
+        disturbance["runs"] = len(other)
+    if before:
+        disturbance["busy_before_pct_max"] = max(before)
+    return {"rows": rows, "disturbance": disturbance}
+
+
+def _median_of(ms: list[dict], *path: str):
+    values = []
+    for m in ms:
+        v = m
+        for p in path:
+            v = v.get(p) if isinstance(v, dict) else None
+        if isinstance(v, (int, float)):
+            values.append(v)
+    return (statistics.median(values), min(values), max(values)) if values else (None, None, None)
+
+
+def _process_row(ms: list[dict]) -> dict:
+    row: dict = {}
+    for key, path in (
+        ("startup_ms", ("startup_ms",)),
+        ("respawn_ms", ("respawn_ms",)),
+        ("hup_idle_ms", ("hup_idle_ms",)),
+        ("hup_load_ms", ("hup_load_ms",)),
+        ("uss_idle_kib", ("idle", "uss_kib")),
+        ("pss_idle_kib", ("idle", "pss_kib")),
+        ("uss_loaded_kib", ("loaded", "uss_kib")),
+        ("pss_loaded_kib", ("loaded", "pss_kib")),
+    ):
+        med, lo, hi = _median_of(ms, *path)
+        if med is not None:
+            row[key], row[key + "_min"], row[key + "_max"] = med, lo, hi
+    if any("hup_load_errors" in m for m in ms):
+        row["hup_load_errors"] = sum(m.get("hup_load_errors", 0) for m in ms)
+        row["hup_load_requests"] = sum(m.get("hup_load_requests", 0) for m in ms)
+    replaced = [m.get("children_replaced_by_load", 0) for m in ms]
+    if any(replaced):
+        row["children_replaced_by_load"] = max(replaced)
+    for key in ("respawn_error", "hup_error"):
+        errs = [m[key] for m in ms if key in m]
+        if errs:
+            row[key] = errs[0]
+    return row
+
+
+def _num(v, fmt="%.0f") -> str:
+    return "-" if v is None else fmt % v
+
+
+def _ratio(row: dict, name: str) -> str:
+    if name not in row:
+        return "-"
+    if name + "_min" in row:
+        return "%.2f (%.2f-%.2f)" % (row[name], row[name + "_min"], row[name + "_max"])
+    return "%.2f" % row[name]
+
+
+def _spread(row: dict, key: str, fmt: str) -> str:
+    if row.get(key) is None:
+        return "-"
+    return (fmt + " (" + fmt + "-" + fmt + ")") % (row[key], row[key + "_min"], row[key + "_max"])
+
+
+TITLES = {
+    "1": "Workload 1: line echo, one request per connection, 50 clients",
+    "2": "Workload 2: line echo on persistent connections, clients = N",
+    "3": "Workload 3: line echo with two listeners, one request per connection, 50 clients",
+    "4": "Workload 4: process figures",
+}
+
+
+def markdown(summary: dict, meta: dict, notes: list[str], targets: list[dict]) -> str:
+    out = [
+        "# netserver benchmark %s" % meta["timestamp"],
+        "",
+        "%s; %s run, %s kept repeats, %.0f s per run%s; medians with (min-max) spread; ratios within this run."
+        % (
+            meta["machine"],
+            meta["mode"],
+            meta["repeat"],
+            meta["duration_s"],
+            " (workload 2: longer, first run discarded)" if "2" in meta.get("workloads", []) else "",
+        ),
+        "",
+        "Versions: "
+        + ", ".join("%s %s" % kv for kv in meta.get("versions", {}).items() if kv[1])
+        + "; machine %.0f%% busy before the run; took %.0f s." % (meta.get("busy_before_pct", 0), meta["elapsed_s"]),
+        "",
+    ]
+    dist = summary.get("disturbance", {})
+    if dist.get("runs"):
+        out += [
+            "Other work on the machine during the load runs (CPU of processes outside the suite, %% of one "
+            "core): median %.0f%%, max %.0f%%; %d of %d runs above 10%%."
+            % (dist["other_cpu_pct_median"], dist["other_cpu_pct_max"], dist["runs_over_10pct"], dist["runs"]),
+            "",
+        ]
+    rows = summary["rows"]
+    for wl in ("1", "2", "3"):
+        wrows = [r for r in rows if r["workload"] == wl]
+        if not wrows:
+            continue
+        out += [
+            "## " + TITLES[wl],
+            "",
+            "| server | N | serialize | req/s | p50 us | p99 us | max us | errors | x Python floor | x Perl "
+            "| CPU: client / server / other, % of a core; machine, % of all |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in wrows:
+            out.append(
+                "| %s | %d | %s | %s | %s | %s | %s | %d | %s | %s | %s |"
+                % (
+                    label(r["peer"]),
+                    r["workers"],
+                    r["variant"],
+                    _spread(r, "rps", "%.0f"),
+                    _num(r["p50_us"]),
+                    _num(r["p99_us"]),
+                    _num(r["max_us"]),
+                    r["errors"],
+                    _ratio(r, "vs_floor"),
+                    _ratio(r, "vs_perl"),
+                    "%s / %s / %s / %s"
+                    % (
+                        _num(r["client_cpu_pct"]),
+                        _num(r["server_cpu_pct"]),
+                        _num(r.get("other_cpu_pct")),
+                        _num(r["machine_busy_pct"]),
+                    ),
+                )
+            )
+        out.append("")
+    wrows = [r for r in rows if r["workload"] == "4"]
+    if wrows:
+        out += [
+            "## " + TITLES["4"],
+            "",
+            "| server | N | start-up ms | USS idle KiB | PSS idle KiB | USS after load KiB | PSS after load KiB "
+            "| respawn ms | HUP ms idle | HUP ms under load | HUP failed requests |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in wrows:
+            hup_err = "-" if "hup_load_errors" not in r else "%d of %d" % (r["hup_load_errors"], r["hup_load_requests"])
+            respawn = _spread(r, "respawn_ms", "%.2f")
+            if respawn == "-" and r.get("respawn_error"):
+                respawn = "failed"
+            out.append(
+                "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+                % (
+                    label(r["peer"]),
+                    r["workers"],
+                    _spread(r, "startup_ms", "%.1f"),
+                    _num(r.get("uss_idle_kib")),
+                    _num(r.get("pss_idle_kib")),
+                    _num(r.get("uss_loaded_kib"))
+                    + (" (%d new)" % r["children_replaced_by_load"] if r.get("children_replaced_by_load") else ""),
+                    _num(r.get("pss_loaded_kib")),
+                    respawn,
+                    _spread(r, "hup_idle_ms", "%.1f"),
+                    _spread(r, "hup_load_ms", "%.1f"),
+                    hup_err,
+                )
+            )
+        out.append("")
+    checks = client_check(summary)
+    if checks:
+        out += [
+            "## Is the load client the bottleneck?",
+            "",
+            "If it were, every server would hit the same ceiling. The C floor does the least work per "
+            "request, so it should be the fastest in every case. Where it is not, the CPU column tells "
+            "why: a client using well under its two threads' worth while the machine is 100% busy means "
+            "the case is bound by the machine (both cores busy, or on persistent connections the "
+            "wake-up latency of each ping-pong), not by the client; its ratios are compressed toward 1.",
+            "",
+        ]
+        out += ["- " + c for c in checks] + [""]
+    if targets:
+        out += ["## Targets (netserver)", "", "| target | measured | met |", "|---|---|---|"]
+        for t in targets:
+            out.append(
+                "| %s | %s | %s |" % (t["target"], t["measured"], {True: "yes", False: "**no**", None: "n/a"}[t["met"]])
+            )
+        out.append("")
+    notes = list(notes)
+    for r in wrows:
+        for key, what in (("respawn_error", "respawn"), ("hup_error", "HUP")):
+            if r.get(key):
+                notes.append("workload 4 N=%d %s: %s failed: %s" % (r["workers"], label(r["peer"]), what, r[key]))
+        if r.get("children_replaced_by_load"):
+            notes.append(
+                "workload 4 N=%d %s: up to %d children were replaced during the load, so its USS/PSS after "
+                "load partly describe fresh children" % (r["workers"], label(r["peer"]), r["children_replaced_by_load"])
+            )
+    if notes:
+        out += ["## Notes", ""] + ["- " + n for n in notes] + [""]
+    return "\n".join(out)
+
+
+def client_check(summary: dict) -> list[str]:
+    out = []
+    rows = [r for r in summary["rows"] if r["workload"] in THROUGHPUT]
+    for wl, n in sorted({(r["workload"], r["workers"]) for r in rows if r["workload"] != "3"}):
+        case = [r for r in rows if r["workload"] == wl and r["workers"] == n]
+        floor = [r for r in case if r["peer"] == "c-floor"]
+        others = [r for r in case if r["peer"] != "c-floor"]
+        if not floor or not others:
+            continue
+        best = max(others, key=lambda r: r["rps"])
+        ratio = floor[0]["rps"] / best["rps"]
+        out.append(
+            "W%s N=%d: C floor %.0f req/s, %s than the fastest other (%s%s, %.0f req/s): x%.2f; "
+            "client CPU %s%%, machine busy %s%%"
+            % (
+                wl,
+                n,
+                floor[0]["rps"],
+                "faster" if ratio > 1 else "**not faster**",
+                label(best["peer"]),
+                "" if best["variant"] == "default" else " " + best["variant"],
+                best["rps"],
+                ratio,
+                _num(floor[0]["client_cpu_pct"]),
+                _num(floor[0]["machine_busy_pct"]),
+            )
+        )
+    if any(r["workload"] == "3" for r in rows):
+        out.append(
+            "W3 is not checked: with two listeners the floors do not serialize accept, so all their "
+            "children wake for each connection and they are no ceiling there (see W1 for the client)."
+        )
+    return out
+
+
+def targets(summary: dict) -> list[dict]:
+    """The issue's targets, checked for netserver; empty when it did not run."""
+    index = {(r["workload"], r["workers"], r["peer"], r["variant"]): r for r in summary["rows"]}
+    if not any(k[2] == "netserver" for k in index):
+        return []
+    out = []
+
+    def check(text, row, key, limit, above=True, fmt="%.2f"):
+        value = row.get(key) if row else None
+        met = None if value is None else (value >= limit if above else value <= limit)
+        out.append({"target": text, "measured": "-" if value is None else fmt % value, "met": met})
+
+    for n, perl_min in ((4, 1.6), (32, 1.4)):
+        r = index.get(("1", n, "netserver", "default"))
+        check("W1 N=%d >= 0.95 x Python floor" % n, r, "vs_floor", 0.95)
+        check("W1 N=%d >= %.1f x Perl" % (n, perl_min), r, "vs_perl", perl_min)
+    for n in (4, 32):
+        check("W2 N=%d >= 0.95 x Python floor" % n, index.get(("2", n, "netserver", "default")), "vs_floor", 0.95)
+    for n in (4, 32):
+        for mode in ("flock", "semaphore", "pipe"):
+            check(
+                "W3 N=%d %s >= 1.5 x Perl %s" % (n, mode, mode), index.get(("3", n, "netserver", mode)), "vs_perl", 1.5
+            )
+    for n in (4, 32):
+        r = index.get(("4", n, "netserver", "default"))
+        check("USS/child after load N=%d <= 1.1 x Python floor" % n, r, "uss_vs_floor", 1.1, above=False)
+    r = index.get(("4", 32, "netserver", "default"))
+    check("start-up N=32 <= 1.3 x Perl", r, "startup_vs_perl", 1.3, above=False)
+    for n in (4, 32):
+        check(
+            "respawn N=%d <= Perl + 1 ms" % n,
+            index.get(("4", n, "netserver", "default")),
+            "respawn_minus_perl_ms",
+            1.0,
+            above=False,
+            fmt="%+.2f ms",
+        )
+    for n in (4, 32):
+        r = index.get(("4", n, "netserver", "default"))
+        check("HUP under load N=%d: zero failed requests" % n, r, "hup_load_errors", 0, above=False, fmt="%d")
+    return out
+
+
+def plot(summary: dict, path: Path, extra: Path | None = None) -> str | None:
+    """Grouped bars of requests/s per server, one panel per workload; None or why not."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        return "no plot: matplotlib is not importable (%s); pip install matplotlib" % exc
+    rows = [r for r in summary["rows"] if r["workload"] in THROUGHPUT]
+    workloads = [wl for wl in THROUGHPUT if any(r["workload"] == wl for r in rows)]
+    if not workloads:
+        return "no plot: no throughput results"
+    fig, axes = plt.subplots(1, len(workloads), figsize=(5.5 * len(workloads), 4.8), squeeze=False)
+    # One colour per peer in every panel; the serialize mode is told by shade and hatch.
+    colours = {name: plt.get_cmap("tab10")(i) for i, name in enumerate(PEERS)}
+    for ax, wl in zip(axes[0], workloads, strict=True):
+        wrows = [r for r in rows if r["workload"] == wl]
+        ns = sorted({r["workers"] for r in wrows})
+        series = sorted({(r["peer"], r["variant"]) for r in wrows}, key=lambda pv: _order(wl, 0, *pv))
+        width = 0.8 / len(series)
+        for i, (peer, variant) in enumerate(series):
+            xs, ys, lo, hi = [], [], [], []
+            for j, n in enumerate(ns):
+                for r in wrows:
+                    if (r["peer"], r["variant"]) == (peer, variant) and r["workers"] == n:
+                        xs.append(j - 0.4 + width * (i + 0.5))
+                        ys.append(r["rps"])
+                        lo.append(r["rps"] - r["rps_min"])
+                        hi.append(r["rps_max"] - r["rps"])
+            ax.bar(
+                xs,
+                ys,
+                width,
+                yerr=[lo, hi],
+                capsize=2,
+                color=colours.get(peer),
+                hatch=HATCHES.get(variant, ""),
+                edgecolor="white",
+                label=label(peer) + ("" if variant == "default" else " " + variant),
+            )
+        ax.set_xticks(range(len(ns)))
+        ax.set_xticklabels(["N=%d" % n for n in ns])
+        ax.set_title(TITLES[wl].split(": ", 1)[1], fontsize=9, wrap=True)
+        ax.set_ylabel("requests/s (median, min-max)")
+        ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("netserver vs peers: line echo, loopback, one run", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    if extra is not None:
+        fig.savefig(extra, dpi=110)
+    plt.close(fig)
+    return None
