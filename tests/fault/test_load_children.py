@@ -104,11 +104,7 @@ def journal(path: Path) -> dict[int, Counter]:
 def open_files(pid: int) -> Counter:
     """What pid has open, by kind: 'pipe', 'socket', 'anon_inode:[eventpoll]', or the path."""
     kinds = Counter()
-    for name in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{name}")
-        except FileNotFoundError:
-            continue
+    for target in procs.fd_targets(pid):
         kinds[target.split(":[")[0] if target.startswith(("pipe:", "socket:")) else target] += 1
     return kinds
 

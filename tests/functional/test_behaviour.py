@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import time
@@ -178,12 +177,4 @@ def test_allow_and_cidr_rules(start):
 
 
 def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:"):
-            inodes.add(target)
-    return inodes
+    return {target for target in procs.fd_targets(pid) if target.startswith("socket:")}

@@ -141,6 +141,6 @@ def test_systemd_socket_activation_is_adopted_and_hidden_from_children(serve, tm
                    script=str(HANDLERS / "systemd_wrapper.py"), port=None)
     port, inode = map(int, port_file.read_text().split())
     assert server.addresses[0].port == port
-    assert f"socket:[{inode}]" in {os.readlink(f"/proc/{server.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{server.pid}/fd")}
+    assert f"socket:[{inode}]" in procs.fd_targets(server.pid)
     # /proc/PID/environ shows the environment at exec; ask a child what it sees now
     assert talk(("127.0.0.1", port), b"") == b"[None, None, None]\n"

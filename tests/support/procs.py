@@ -74,6 +74,17 @@ def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def fd_targets(pid: int) -> list[str]:
+    """What each of pid's descriptors points at ('socket:[123]', 'pipe:[45]', a path)."""
+    targets = []
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/{pid}/fd/{name}"))
+        except FileNotFoundError:
+            continue  # closed while we looked
+    return targets
+
+
 def environ(pid: int) -> dict[str, str]:
     with open(f"/proc/{pid}/environ", "rb") as handle:
         raw = handle.read()
