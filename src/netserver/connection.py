@@ -76,10 +76,15 @@ class _SocketRaw(io.RawIOBase):
             _set_receive_timeout(self._sock, self.timeout)
 
 
-def _set_receive_timeout(sock: socket.socket, seconds: float) -> None:
+def timeval(seconds: float) -> bytes:
+    """A struct timeval for SO_RCVTIMEO/SO_SNDTIMEO; never 0, which would mean "wait forever"."""
     whole = int(seconds)
     micro = max(int((seconds - whole) * 1e6), 1 if not whole else 0)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("@ll", whole, micro))
+    return struct.pack("@ll", whole, micro)
+
+
+def _set_receive_timeout(sock: socket.socket, seconds: float) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(seconds))
 
 
 class LineReader(io.BufferedReader):

@@ -21,7 +21,7 @@ from typing import Any
 from . import config, daemon, restart
 from . import listeners as listen
 from .access import AccessPolicy, Resolver, confirmed_hostname
-from .connection import Connection, Datagram, LineTooLong
+from .connection import Connection, Datagram, LineTooLong, timeval
 from .errors import ConfigError, ExitCode, NetServerError
 from .log import Log, make_handler
 from .options import BASE_OPTIONS, Option, option_table
@@ -230,16 +230,13 @@ class Server(EventLoopMixin):
                                          skip_failures=restarted)
         # Logged once everything is bound, so a failed start prints only its error.
         self.log(2, "%s (type %s) starting! pid(%d)", type(self).__name__, self.personality, os.getpid())
+        limit = timeval(self.options.timeout) if self.options.timeout else None
         for listener in self.listeners:
             self.log(2, "%s %s", "Reassociated" if listener.inherited else "Bound to", listener.describe())
-        timeout = self.options.timeout
-        for listener in self.listeners:
-            if timeout and listener.proto != "udp":
+            if limit is not None and listener.proto != "udp":
                 # Accepted sockets inherit these: the kernel enforces the client timeout.
-                whole = int(timeout)
-                value = whole.to_bytes(8, sys.byteorder) + int((timeout - whole) * 1e6).to_bytes(8, sys.byteorder)
-                listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
-                listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+                listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+                listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
 
     def post_bind(self) -> None:
         options = self.options
