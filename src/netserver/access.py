@@ -17,15 +17,12 @@ Regexes are anchored with :func:`re.fullmatch`, as Perl's ``/^$re$/`` was;
 from __future__ import annotations
 
 import ipaddress
-import logging
 import re
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple, Protocol
 
 from netserver.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -90,7 +87,7 @@ def _parse(address: str) -> _IPAddress | None:
         return None
 
 
-def confirmed_hostname(address: str, resolver: HostResolver) -> str | None:
+def confirmed_hostname(address: str, resolver: HostResolver, log: Callable[..., None] | None = None) -> str | None:
     """Return the forward-confirmed host name of ``address``, or None.
 
     The PTR name counts only if looking that name up again yields ``address``
@@ -112,7 +109,8 @@ def confirmed_hostname(address: str, resolver: HostResolver) -> str | None:
         # peer could otherwise never be confirmed.
         if ip is not None and (ip.version, int(ip)) == (peer.version, int(peer)):
             return name.rstrip(".").lower() or None
-    log.debug("ignoring PTR name %s of %s: it does not resolve back", name, address)
+    if log is not None:
+        log(4, "Ignoring PTR name %s of %s: it does not resolve back", name, address)
     return None
 
 

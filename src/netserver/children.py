@@ -1,10 +1,13 @@
 """The parent's table of its own children.
 
-Reaping is done per pid with ``waitpid(pid, WNOHANG)``, never with a blind
-``waitpid(-1)``: that would also steal the exit status of processes a user
-hook started with ``subprocess`` (whose ``wait()`` would then fail), and a
-parent must only ever signal pids it forked itself (Apache's CVE-2007-3304
-let children plant pids for the root parent to kill).
+Reaping never uses a blind ``waitpid(-1)``: that would also steal the exit
+status of processes a user hook started with ``subprocess`` (whose
+``wait()`` would then fail).  ``waitid(P_ALL, WNOWAIT)`` names an exited
+child without reaping it; if it is ours it is reaped by pid, so one exit
+costs two system calls however large the pool.  If the exited process is
+not ours it stays for its owner, and ours are then asked one pid at a time.
+A parent must only ever signal pids it forked itself (Apache's
+CVE-2007-3304 let children plant pids for the root parent to kill).
 """
 
 from __future__ import annotations
@@ -65,6 +68,25 @@ class ChildTable:
 
     def reap(self) -> list[tuple[Child, int | None]]:
         """Collect every child of ours that has exited."""
+        gone = []
+        while self.by_pid:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                break  # no children at all: ours were reaped elsewhere, and are forgotten below
+            if info is None or info.si_pid == 0:
+                return gone  # nobody has exited
+            child = self.by_pid.get(info.si_pid)
+            if child is None:
+                break  # not ours: leave it to its owner and ask about ours by pid
+            waited, status = os.waitpid(child.pid, os.WNOHANG)
+            if not waited:
+                break
+            del self.by_pid[child.pid]
+            gone.append((child, status))
+        return gone + self._reap_each()
+
+    def _reap_each(self) -> list[tuple[Child, int | None]]:
         gone = []
         for pid, child in list(self.by_pid.items()):
             try:

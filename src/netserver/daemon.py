@@ -182,9 +182,12 @@ def drop_privileges(identity: Identity | None, chroot: str | None) -> None:
 PR_SET_PDEATHSIG = 1
 # Resolved here, in the parent: the first attribute lookup on a CDLL builds
 # function objects, which in every child would cost ~170 KiB of private pages.
+# The arguments are ready-made C values too (no argtypes conversion in the
+# child: another ~28 KiB per child).
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
-_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _prctl.restype = ctypes.c_int
+_ZERO = ctypes.c_ulong(0)
+_PDEATHSIG_ARGS = {signal.SIGHUP: (ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGHUP), _ZERO, _ZERO, _ZERO)}
 
 
 def set_parent_death_signal(signum: int = signal.SIGHUP) -> None:
@@ -194,7 +197,10 @@ def set_parent_death_signal(signum: int = signal.SIGHUP) -> None:
     must then compare getppid() with the recorded parent: a parent that died
     before this call sends nothing.
     """
-    _prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+    args = _PDEATHSIG_ARGS.get(signum)
+    if args is None:
+        args = (ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signum), _ZERO, _ZERO, _ZERO)
+    _prctl(*args)
 
 
 def background() -> int:

@@ -24,11 +24,13 @@ from typing import Any, NamedTuple
 Parser = Callable[[Any], Any]
 
 _TRUE = {"1", "yes", "true", "on"}
-#: logging.handlers.SysLogHandler.facility_names, listed here so that start-up
-#: does not import logging.handlers unless syslog is used (a test keeps them equal).
-SYSLOG_FACILITIES = ("auth", "authpriv", "console", "cron", "daemon", "ftp", "kern", "local0", "local1", "local2",
-                     "local3", "local4", "local5", "local6", "local7", "lpr", "mail", "news", "ntp", "security",
-                     "solaris-cron", "syslog", "user", "uucp")
+#: Syslog facility name -> code (<sys/syslog.h>; the names and codes of
+#: logging.handlers.SysLogHandler.facility_names, which a test keeps equal).
+SYSLOG_FACILITIES = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7, "uucp": 8,
+    "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12, "security": 13, "console": 14, "solaris-cron": 15,
+    "local0": 16, "local1": 17, "local2": 18, "local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23,
+}
 _FALSE = {"0", "no", "false", "off", ""}
 
 

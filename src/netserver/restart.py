@@ -151,8 +151,7 @@ def execute(server: Server) -> None:
     argv = command_line(server._start_dir)
     server.log(0, "Re-exec server during HUP")
     server.restart_close_hook()
-    for handler in server.log.logger.handlers:
-        handler.flush()
+    server.log.flush()
     mask = block()
     try:
         os.execve(argv[0], argv, env)

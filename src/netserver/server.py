@@ -23,7 +23,7 @@ from . import listeners as listen
 from .access import AccessPolicy, Resolver, confirmed_hostname
 from .connection import Connection, Datagram, LineTooLong, timeval
 from .errors import ConfigError, ExitCode, NetServerError
-from .log import Log, make_handler
+from .log import Log, make_sink
 from .options import BASE_OPTIONS, Option, option_table
 from .signals import Signals, signal_name
 
@@ -205,11 +205,10 @@ class Server(EventLoopMixin):
         if options.umask is not None:
             os.umask(options.umask)
         try:
-            handler = make_handler(options.log_file, options.syslog_ident, options.syslog_facility,
-                                   options.syslog_logsock)
+            sink = make_sink(options.log_file, options.syslog_ident, options.syslog_facility, options.syslog_logsock)
         except (OSError, ValueError) as error:
             raise daemon.StartupError(f"log_file: cannot open {options.log_file!r}: {error}") from None
-        self.log.configure(options.log_level, handler)
+        self.log.configure(options.log_level, sink)
         if self.access.deny_only:
             self.log(1, "Only deny rules are configured: every client will be denied")
         if options.pid_file:
@@ -260,7 +259,7 @@ class Server(EventLoopMixin):
         if self._closed or self.is_child:
             return
         self._closed = True
-        if self.options is None or not self.log.handler:
+        if self.options is None or not self.log.configured:
             return
         self.pre_server_close_hook()
         if self._serving:
@@ -402,7 +401,7 @@ class Server(EventLoopMixin):
 
     def get_client_info(self, client: Connection | Datagram) -> None:
         if self.options.reverse_lookups and client.proto != "unix":
-            name = confirmed_hostname(client.peeraddr, self.resolver)
+            name = confirmed_hostname(client.peeraddr, self.resolver, self.log)
             client.peerhost = name or client.peeraddr
         if self.log.level >= 3:
             self.log(3, 'CONNECT %s Peer: "%s" Local: "%s"', client.proto.upper(), self._peer(client),

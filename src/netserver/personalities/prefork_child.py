@@ -49,7 +49,6 @@ class PreForkChild:
         self.children.clear()
         if self.pid_file is not None:
             self.pid_file.close_in_child()
-        self.log.after_fork()
         if self.is_dequeue:
             self.lock.close_in_child()
         else:

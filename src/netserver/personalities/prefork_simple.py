@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import threading
+import sys
 import time
 
 from .. import restart, serialize
@@ -178,9 +178,8 @@ class PreForkSimple(PreForkChild, Server):
         if self.stopping or time.monotonic() < self._next_spawn:
             return
         missing = self.options.max_servers - self.children.count("server")
-        for _ in range(missing):
-            if not self.spawn("server") or self._next_spawn:
-                break
+        if missing > 0:
+            self.spawn("server", missing)
 
     def retire_old_generation(self) -> None:
         self._old_hup_at = 0.0
@@ -190,43 +189,74 @@ class PreForkSimple(PreForkChild, Server):
             self._old_deadline = time.monotonic() + self.options.graceful_timeout
 
     # ------------------------------------------------------------ children
-    def spawn(self, kind: str) -> bool:
+    def spawn(self, kind: str, count: int = 1) -> bool:
+        """Fork ``count`` children of ``kind`` in one burst; False if a fork failed.
+
+        The bookkeeping waits until every fork is done.  On CPython every
+        page the parent writes after a fork is copied, and the child keeps
+        the old copy to itself: Python work between forks (registering the
+        previous child) would un-share its pages in every child.
+        """
         self._warn_about_threads()
-        ready_read, ready_write = os.pipe() if kind == "server" else (-1, -1)
-        mask = block(self.signals.installed)
+        pipes: list[tuple[int, int]] = []
         try:
-            pid = os.fork()
+            for _ in range(count):
+                pipes.append(os.pipe() if kind == "server" else (-1, -1))
         except OSError as error:
-            restore(mask)
-            for fd in (ready_read, ready_write):
+            if not pipes:
+                self.log(0, "cannot create a pipe for a new child: %s; retrying in 1 s", error.strerror)
+                self._next_spawn = time.monotonic() + 1.0
+                return False
+            # Out of descriptors part-way: fork as many as have a pipe.
+            self.log(1, "cannot create more than %d pipes for new children: %s", len(pipes), error.strerror)
+        forked: list[int] = []
+        failure = None
+        mask = block(self.signals.installed)
+        for _, ready_write in pipes:
+            try:
+                pid = os.fork()
+            except OSError as error:
+                failure = error
+                break
+            if pid == 0:
+                self._become_child(kind, pipes, ready_write)
+            forked.append(pid)
+        restore(mask)
+        for pid, (ready_read, ready_write) in zip(forked, pipes, strict=False):
+            child = Child(pid, kind, ready_read)
+            self.children.add(child)
+            if ready_write >= 0:
+                os.close(ready_write)
+                os.set_blocking(ready_read, False)
+                self._parent_fds.add(ready_read)
+                self.watch_fd(ready_read, lambda child=child: self._child_reported(child))
+            self.log(4, "Child Preforked (%d) %s", pid, kind)
+        for pair in pipes[len(forked):]:
+            for fd in pair:
                 if fd >= 0:
                     os.close(fd)
-            self.log(0, "fork failed: %s; retrying in 1 s", error.strerror)
+        if failure is not None:
+            self.log(0, "fork failed: %s; retrying in 1 s", failure.strerror)
             self._next_spawn = time.monotonic() + 1.0
             return False
-        if pid == 0:
-            status = 1
-            try:
-                if ready_read >= 0:
-                    os.close(ready_read)
-                status = self.run_child(kind, ready_write)
-            except SystemExit as leaving:
-                code = leaving.code
-                status = code if isinstance(code, int) else (0 if code is None else 1)
-            except BaseException:
-                self.log(0, "child %d failed", os.getpid(), exc_info=True)
-            finally:
-                os._exit(status)
-        restore(mask)
-        child = Child(pid, kind, ready_read)
-        self.children.add(child)
-        if ready_write >= 0:
-            os.close(ready_write)
-            os.set_blocking(ready_read, False)
-            self._parent_fds.add(ready_read)
-            self.watch_fd(ready_read, lambda: self._child_reported(child))
-        self.log(4, "Child Preforked (%d) %s", pid, kind)
         return True
+
+    def _become_child(self, kind: str, pipes: list[tuple[int, int]], ready_write: int) -> None:
+        """In a new child: run it, then leave the process; never returns."""
+        status = 1
+        try:
+            for pair in pipes:  # this burst's other pipes, and our own read end
+                for fd in pair:
+                    if fd >= 0 and fd != ready_write:
+                        os.close(fd)
+            status = self.run_child(kind, ready_write)
+        except SystemExit as leaving:
+            code = leaving.code
+            status = code if isinstance(code, int) else (0 if code is None else 1)
+        except BaseException:
+            self.log(0, "child %d failed", os.getpid(), exc_info=True)
+        finally:
+            os._exit(status)
 
     def _child_reported(self, child: Child) -> None:
         try:
@@ -285,7 +315,10 @@ class PreForkSimple(PreForkChild, Server):
         self._next_spawn = time.monotonic() + delay
 
     def _warn_about_threads(self) -> None:
-        if threading.active_count() <= 1:
+        # Threads started through threading are the ones a user hook makes;
+        # importing threading here would itself cost every child its at-fork hook.
+        threading = sys.modules.get("threading")
+        if threading is None or threading.active_count() <= 1:
             return
         names = frozenset(t.name for t in threading.enumerate() if t is not threading.main_thread())
         if names != self._warned_threads:

@@ -1,0 +1,30 @@
+"""What importing netserver loads: the modules kept out of start-up stay out.
+
+``threading`` matters most: its at-fork hook runs Python code in every forked
+child, which on CPython 3.11 un-shares about 400 KiB per child (benchmarks/README.md,
+"Memory").  The others only cost start-up time, and are imported where they are needed
+(syslog, a HUP, a generated lock file).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+KEPT_OUT = ("threading", "logging", "subprocess", "tempfile", "dataclasses", "inspect", "traceback", "asyncio")
+
+
+def modules_after(code: str) -> set[str]:
+    # -S: this machine's site hooks may import anything; netserver alone is under test.
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    result = subprocess.run([sys.executable, "-S", "-c", code + "; import sys; print(*sys.modules)"],
+                            capture_output=True, text=True, env=env, timeout=60, check=True)
+    return set(result.stdout.split())
+
+
+def test_importing_the_package_and_the_command_keeps_heavy_modules_out():
+    loaded = modules_after("import netserver, netserver.cli, netserver.personalities.prefork_simple")
+    assert "netserver.personalities.prefork_simple" in loaded
+    assert sorted(loaded & set(KEPT_OUT)) == []
