@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import procfs, report, tools  # noqa: E402
-from harness.peers import PEERS  # noqa: E402
+from harness.peers import ALL, PEERS, VARIANTS  # noqa: E402
 from harness.servers import reap_orphans  # noqa: E402
 from harness.workloads import WORKLOADS, Config, Context  # noqa: E402
 
@@ -52,7 +52,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="Comma-separated workload keys among 1,2,3,4 (default: all; with --quick: 1,4).",
     )
     ap.add_argument(
-        "--servers", default=",".join(PEERS), help="Comma-separated peers among %s (default: all)." % ",".join(PEERS)
+        "--servers",
+        default=",".join(PEERS),
+        help="Comma-separated peers among %s (default: all of them), or netserver's memory variants %s."
+        % (",".join(PEERS), ",".join(VARIANTS)),
     )
     ap.add_argument(
         "--repeat", type=int, default=None, help="Kept repetitions of each figure (default 3; 1 with --quick)."
@@ -110,8 +113,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if key not in WORKLOADS:
             ap.error("--workloads: %r is not a workload; choose among %s" % (key, ",".join(WORKLOADS)))
     for name in args.servers.split(","):
-        if name not in PEERS:
-            ap.error("--servers: %r is not a peer; choose among %s" % (name, ",".join(PEERS)))
+        if name not in ALL:
+            ap.error("--servers: %r is not a peer; choose among %s" % (name, ",".join(ALL)))
     for fig in args.figures.split(","):
         if fig not in FIGURES:
             ap.error("--figures: %r is not a figure; choose among %s" % (fig, ",".join(FIGURES)))
@@ -203,6 +206,7 @@ def measure(args: argparse.Namespace, stamp: str) -> dict:
     # A TERM from outside unwinds through the finally blocks, which stop every server.
     signal.signal(signal.SIGTERM, lambda s, f: sys.exit(143))
     tools.build_all(may_install=args.install)
+    tools.compile_python()
     busy = quiet_check(0.5 if args.quick else 2.0)
     if busy > 10.0:
         print("warning: the machine was %.0f%% busy before the run started; other work skews the figures" % busy)
@@ -218,7 +222,7 @@ def measure(args: argparse.Namespace, stamp: str) -> dict:
     ctx = Context(config=cfg, peers=[], log_dir=log_dir)
     peer_status = {}
     for name in args.servers.split(","):
-        peer = PEERS[name]()
+        peer = ALL[name]()
         reason = peer.prepare(may_install=args.install)
         peer_status[name] = {"available": reason is None, "reason": reason, "note": peer.note}
         if reason is None:

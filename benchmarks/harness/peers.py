@@ -21,8 +21,6 @@ Accept path tokens (substrings of /proc/PID/wchan):
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 
 from . import tools
@@ -96,8 +94,11 @@ class PythonFloor(Peer):
     multi_listener_variants = ("select",)
     note = "benchmarks/servers/pyfloor.py: plain Python, N children block in accept(); two listeners: select()"
 
+    def env(self) -> dict[str, str]:
+        return tools.python_env()
+
     def command(self, launch: Launch) -> list[str]:
-        cmd = [sys.executable, str(tools.BENCH_DIR / "servers" / "pyfloor.py"), "--workers", str(launch.workers)]
+        cmd = tools.python_command(tools.BENCH_DIR / "servers" / "pyfloor.py", "--workers", str(launch.workers))
         for p in launch.ports:
             cmd += ["--port", "127.0.0.1:%d" % p]
         return cmd + (["--once"] if launch.once else [])
@@ -153,15 +154,18 @@ class PyPrefork(Peer):
             return None
         return "could not pip install py-prefork-server: %s" % tail
 
+    def env(self) -> dict[str, str]:
+        return tools.python_env()
+
     def command(self, launch: Launch) -> list[str]:
-        return [
-            sys.executable,
-            str(tools.BENCH_DIR / "servers" / "pyprefork_echo.py"),
+        cmd = tools.python_command(
+            tools.BENCH_DIR / "servers" / "pyprefork_echo.py",
             "--workers",
             str(launch.workers),
             "--port",
             "127.0.0.1:%d" % launch.ports[0],
-        ] + (["--once"] if launch.once else [])
+        )
+        return cmd + (["--once"] if launch.once else [])
 
 
 class NetServer(Peer):
@@ -176,9 +180,7 @@ class NetServer(Peer):
     def env(self) -> dict[str, str]:
         # Works from a checkout without `pip install -e`; an installed copy
         # comes later on sys.path than src/, so the checkout wins.
-        src = str(tools.REPO_DIR / "src")
-        path = os.environ.get("PYTHONPATH", "")
-        return dict(os.environ, PYTHONPATH=src + (os.pathsep + path if path else ""))
+        return tools.python_env(first=(str(tools.REPO_DIR / "src"),))
 
     def prepare(self, may_install: bool) -> str | None:
         ok, tail = tools.python_can_import("import netserver; netserver.PreForkSimple", env=self.env())
@@ -189,13 +191,41 @@ class NetServer(Peer):
         )
 
     def command(self, launch: Launch) -> list[str]:
-        cmd = [sys.executable, str(tools.BENCH_DIR / "servers" / "netserver_echo.py")]
+        cmd = tools.python_command(tools.BENCH_DIR / "servers" / "netserver_echo.py")
         cmd += ["--port=127.0.0.1:%d" % p for p in launch.ports]
         cmd += ["--max_servers=%d" % launch.workers, "--max_requests=0", "--log_level=0"]
         cmd.append("--serialize=%s" % ("auto" if launch.variant == "default" else launch.variant))
         return cmd + (["--once"] if launch.once else [])
 
 
+class NetServerVariant(NetServer):
+    """netserver with one memory measure changed (servers/netserver_echo.py, NETSERVER_BENCH_VARIANT)."""
+
+    variant = ""
+
+    def env(self) -> dict[str, str]:
+        return dict(super().env(), NETSERVER_BENCH_VARIANT=self.variant)
+
+
+def _variant(variant: str, what: str) -> type[NetServerVariant]:
+    attrs = {"name": "netserver-" + variant, "label": "netserver, " + what, "variant": variant,
+             "note": "memory effect: " + what}
+    return type("NetServer_" + variant.replace("-", "_"), (NetServerVariant,), attrs)
+
+
 PEERS: dict[str, type[Peer]] = {cls.name: cls for cls in (CFloor, PythonFloor, Perl, PyPrefork, NetServer)}
+#: Not run unless named in --servers: each shows the effect of one memory measure.
+VARIANTS: dict[str, type[Peer]] = {
+    cls.name: cls
+    for cls in (
+        _variant("no-freeze", "no gc.freeze()"),
+        _variant("stdlib-logging", "stdlib logging imported"),
+        _variant("app-in-parent", "app modules imported before fork"),
+        _variant("app-in-child", "app modules imported in each child"),
+    )
+}
 FLOOR = PythonFloor.name
 PERL = Perl.name
+
+#: Every peer --servers may name, in the order tables list them.
+ALL: dict[str, type[Peer]] = {**PEERS, **VARIANTS}

@@ -12,13 +12,13 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from .peers import FLOOR, PEERS, PERL
+from .peers import ALL, FLOOR, PERL
 
 THROUGHPUT = ("1", "2", "3")
 
 
 def label(peer: str) -> str:
-    cls = PEERS.get(peer)
+    cls = ALL.get(peer)
     return cls.label if cls else peer
 
 
@@ -38,8 +38,8 @@ HATCHES = {"semaphore": "//", "pipe": ".."}
 
 
 def _order(workload: str, workers: int, peer: str, variant: str) -> tuple:
-    """Tables and plots list peers in PEERS order, whatever order they ran in."""
-    names = list(PEERS)
+    """Tables and plots list peers in peers.ALL order, whatever order they ran in."""
+    names = list(ALL)
     return (
         workload,
         workers,
@@ -406,7 +406,7 @@ def plot(summary: dict, path: Path, extra: Path | None = None) -> str | None:
         return "no plot: no throughput results"
     fig, axes = plt.subplots(1, len(workloads), figsize=(5.5 * len(workloads), 4.8), squeeze=False)
     # One colour per peer in every panel; the serialize mode is told by shade and hatch.
-    colours = {name: plt.get_cmap("tab10")(i) for i, name in enumerate(PEERS)}
+    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(ALL)}
     for ax, wl in zip(axes[0], workloads, strict=True):
         wrows = [r for r in rows if r["workload"] == wl]
         ns = sorted({r["workers"] for r in wrows})

@@ -6,10 +6,12 @@ reason string that the report shows, never an exception that stops the run.
 
 from __future__ import annotations
 
+import compileall
 import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
@@ -97,3 +99,42 @@ def pip_install(package: str) -> tuple[bool, str]:
 
 def python_can_import(code: str, env: dict | None = None) -> tuple[bool, str]:
     return run_quiet([sys.executable, "-c", code], timeout=60, env=env)
+
+
+def python_command(script: Path, *args: str) -> list[str]:
+    """How every Python peer is started: ``python -S script args``.
+
+    ``-S`` skips ``site``, and with it the ``.pth`` start-up hooks of this
+    machine's site-packages (here one imports certifi, ~18 ms per interpreter
+    start), which belong to no server; :func:`python_env` puts the
+    site-packages directories on ``PYTHONPATH`` instead, so the same packages
+    are importable.  All Python peers are started the same way.
+    """
+    return [sys.executable, "-S", str(script), *args]
+
+
+def site_dirs() -> list[str]:
+    dirs = []
+    for key in ("purelib", "platlib"):
+        path = sysconfig.get_paths()[key]
+        if path not in dirs and os.path.isdir(path):
+            dirs.append(path)
+    return dirs
+
+
+def python_env(first: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment of a Python peer: ``first``, then the site-packages directories, on PYTHONPATH."""
+    path = [*first, *site_dirs()]
+    old = os.environ.get("PYTHONPATH", "")
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(path + ([old] if old else [])))
+
+
+def compile_python() -> None:
+    """Write the bytecode of netserver and the Python servers, as ``pip install`` does.
+
+    A checkout run with PYTHONDONTWRITEBYTECODE set (as this machine's
+    environment is) would otherwise compile every module at every start
+    (~20 ms for netserver), which no installed copy pays.
+    """
+    for path in (REPO_DIR / "src", BENCH_DIR / "servers"):
+        compileall.compile_dir(str(path), quiet=1)

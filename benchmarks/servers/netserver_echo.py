@@ -7,18 +7,54 @@ Every argument is handed to netserver unchanged, so this measures the
 package as a user would run it.  ``--once`` is an option this server declares
 the way any netserver user would: echo one line and close (workload 1, as the
 floors and Perl do), instead of echoing lines until the client's EOF.
+
+NETSERVER_BENCH_VARIANT (unset for every figure in the tables) selects a
+variant that shows the effect of one memory measure (README, "Memory"):
+
+* ``no-freeze``: ``gc.freeze()`` before forking made a no-op;
+* ``stdlib-logging``: ``logging`` imported before forking, so every child
+  runs ``threading``'s at-fork hook (what netserver's own log writer avoids);
+* ``app-in-parent`` / ``app-in-child``: a typical application's modules
+  (json, decimal, email, http.client) imported before forking, or by each
+  child in ``child_init_hook``.
 """
 
+import gc
+import os
 import sys
 
 from netserver import Option, PreForkSimple
 from netserver.options import boolean
+
+VARIANT = os.environ.get("NETSERVER_BENCH_VARIANT", "")
+APP_MODULES = ("json", "decimal", "email.message", "http.client")
+
+
+def import_app() -> None:
+    import importlib
+
+    for name in APP_MODULES:
+        importlib.import_module(name)
+
+
+if VARIANT == "no-freeze":
+    gc.freeze = lambda: None
+elif VARIANT == "stdlib-logging":
+    import logging  # noqa: F401
+elif VARIANT == "app-in-parent":
+    import_app()
+elif VARIANT not in ("", "app-in-child"):
+    sys.exit("NETSERVER_BENCH_VARIANT: unknown variant %r" % VARIANT)
 
 
 class Echo(PreForkSimple):
     declared_options = PreForkSimple.declared_options + (
         Option("once", boolean, False, "Echo one line, then close. Default off.", flag=True, metavar="BOOL"),
     )
+
+    def child_init_hook(self):
+        if VARIANT == "app-in-child":
+            import_app()
 
     def process_request(self, client):
         if self.options.once:
