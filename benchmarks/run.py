@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import procfs, report, tools  # noqa: E402
+from harness import imports, procfs, report, tools  # noqa: E402
 from harness.peers import ALL, PEERS, VARIANTS  # noqa: E402
 from harness.servers import reap_orphans  # noqa: E402
 from harness.workloads import WORKLOADS, Config, Context  # noqa: E402
@@ -232,7 +232,15 @@ def measure(args: argparse.Namespace, stamp: str) -> dict:
     print("peers: %s" % ", ".join(p.name for p in ctx.peers), flush=True)
 
     reaped: list[str] = []
+    import_figures = None
     try:
+        if (
+            "4" in args.workloads.split(",")
+            and "startup" in cfg.figures
+            and any(p.name == "netserver" for p in ctx.peers)
+        ):
+            print("import time: %s" % imports.STATEMENT, flush=True)
+            import_figures = imports.measure(cfg.repeat)
         for key in args.workloads.split(","):
             workload = WORKLOADS[key]()
             print("workload %s: %s" % (key, workload.title), flush=True)
@@ -264,7 +272,7 @@ def measure(args: argparse.Namespace, stamp: str) -> dict:
         "loadavg_after": open("/proc/loadavg").read().split()[:3],
         "argv": sys.argv[1:],
     }
-    return {"meta": meta, "peers": peer_status, "results": ctx.results, "notes": ctx.notes}
+    return {"meta": meta, "peers": peer_status, "results": ctx.results, "notes": ctx.notes, "imports": import_figures}
 
 
 def publish(run: dict, out_dir: Path, update: bool) -> None:
@@ -272,6 +280,7 @@ def publish(run: dict, out_dir: Path, update: bool) -> None:
     stamp = run["meta"]["timestamp"]
     notes = [n for n in run["notes"] if not n.startswith("no plot:")]
     summary = report.summarize(run["results"])
+    summary["imports"] = run.get("imports")
     checks = report.targets(summary)
     default_out = out_dir == (tools.BENCH_DIR / "results").resolve()
     latest = tools.BENCH_DIR / "latest.png" if default_out else out_dir / "latest.png"

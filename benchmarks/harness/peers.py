@@ -208,8 +208,12 @@ class NetServerVariant(NetServer):
 
 
 def _variant(variant: str, what: str) -> type[NetServerVariant]:
-    attrs = {"name": "netserver-" + variant, "label": "netserver, " + what, "variant": variant,
-             "note": "memory effect: " + what}
+    attrs = {
+        "name": "netserver-" + variant,
+        "label": "netserver, " + what,
+        "variant": variant,
+        "note": "memory effect: " + what,
+    }
     return type("NetServer_" + variant.replace("-", "_"), (NetServerVariant,), attrs)
 
 

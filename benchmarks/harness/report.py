@@ -278,6 +278,7 @@ def markdown(summary: dict, meta: dict, notes: list[str], targets: list[dict]) -
                 )
             )
         out.append("")
+    out += import_section(summary.get("imports"))
     checks = client_check(summary)
     if checks:
         out += [
@@ -295,7 +296,12 @@ def markdown(summary: dict, meta: dict, notes: list[str], targets: list[dict]) -
         out += ["## Targets (netserver)", "", "| target | measured | met |", "|---|---|---|"]
         for t in targets:
             out.append(
-                "| %s | %s | %s |" % (t["target"], t["measured"], {True: "yes", False: "**no**", None: "n/a"}[t["met"]])
+                "| %s | %s | %s |"
+                % (
+                    t["target"],
+                    t["measured"],
+                    {True: "yes", False: "**no**" if t.get("required", True) else "no", None: "n/a"}[t["met"]],
+                )
             )
         out.append("")
     notes = list(notes)
@@ -311,6 +317,37 @@ def markdown(summary: dict, meta: dict, notes: list[str], targets: list[dict]) -
     if notes:
         out += ["## Notes", ""] + ["- " + n for n in notes] + [""]
     return "\n".join(out)
+
+
+def import_section(figures: dict | None) -> list[str]:
+    """netserver's import time against its budget, and the slowest modules by self time."""
+    if not figures:
+        return []
+    out = [
+        "## Import time (netserver)",
+        "",
+        "`%s` in a fresh `python -S` (byte-compiled): %.1f ms (%.1f-%.1f), budget %.0f ms; the interpreter's own "
+        "start (`python -S -c pass`, fork and exec included) %.1f ms. `python -X importtime` counts %d modules: "
+        "netserver's own %.1f ms of self time, the rest (the standard library, with the interpreter's own start-up "
+        "imports) %.1f ms; instrumented, so larger than the plain figure. "
+        "Slowest by self time:"
+        % (
+            figures["statement"],
+            figures["import_ms"],
+            figures["import_ms_min"],
+            figures["import_ms_max"],
+            figures["budget_ms"],
+            figures["interpreter_ms"],
+            figures["modules"],
+            figures["netserver_self_ms"],
+            figures["stdlib_self_ms"],
+        ),
+        "",
+        "| module | self ms | cumulative ms |",
+        "|---|---|---|",
+    ]
+    out += ["| %s | %.2f | %.2f |" % (r["module"], r["self_ms"], r["cumulative_ms"]) for r in figures["top"]]
+    return out + [""]
 
 
 def client_check(summary: dict) -> list[str]:
@@ -355,10 +392,12 @@ def targets(summary: dict) -> list[dict]:
         return []
     out = []
 
-    def check(text, row, key, limit, above=True, fmt="%.2f"):
+    def check(text, row, key, limit, above=True, fmt="%.2f", required=True):
         value = row.get(key) if row else None
         met = None if value is None else (value >= limit if above else value <= limit)
-        out.append({"target": text, "measured": "-" if value is None else fmt % value, "met": met})
+        out.append(
+            {"target": text, "measured": "-" if value is None else fmt % value, "met": met, "required": required}
+        )
 
     for n, perl_min in ((4, 1.6), (32, 1.4)):
         r = index.get(("1", n, "netserver", "default"))
@@ -367,9 +406,14 @@ def targets(summary: dict) -> list[dict]:
     for n in (4, 32):
         check("W2 N=%d >= 0.95 x Python floor" % n, index.get(("2", n, "netserver", "default")), "vs_floor", 0.95)
     for n in (4, 32):
+        # The issue's target is flock; semaphore and pipe are reported against the same bar.
         for mode in ("flock", "semaphore", "pipe"):
             check(
-                "W3 N=%d %s >= 1.5 x Perl %s" % (n, mode, mode), index.get(("3", n, "netserver", mode)), "vs_perl", 1.5
+                "W3 N=%d %s >= 1.5 x Perl %s%s" % (n, mode, mode, "" if mode == "flock" else " (reported)"),
+                index.get(("3", n, "netserver", mode)),
+                "vs_perl",
+                1.5,
+                required=mode == "flock",
             )
     for n in (4, 32):
         r = index.get(("4", n, "netserver", "default"))
@@ -388,6 +432,10 @@ def targets(summary: dict) -> list[dict]:
     for n in (4, 32):
         r = index.get(("4", n, "netserver", "default"))
         check("HUP under load N=%d: zero failed requests" % n, r, "hup_load_errors", 0, above=False, fmt="%d")
+    figures = summary.get("imports")
+    if figures:
+        budget = figures["budget_ms"]
+        check("import netserver <= %.0f ms (budget)" % budget, figures, "import_ms", budget, above=False, fmt="%.1f ms")
     return out
 
 
