@@ -116,9 +116,13 @@ class PreForkChild:
                     continue
             except serialize.LockGone:
                 break
-            client = None
+            # The lock covers the wait only: it is released as soon as a
+            # listener is readable, so the next holder wakes while this child
+            # accepts.  If it then finds the queue empty (it lost the race),
+            # its non-blocking accept says so and it goes back to the lock.
+            ready = None
             try:
-                while client is None:
+                while ready is None:
                     events = poller.poll()
                     if any(fd == death for fd, _ in events):
                         self._parent_gone = True
@@ -126,13 +130,14 @@ class PreForkChild:
                     if any(fd == wakeup for fd, _ in events) and self._child_flags() or self._parent_gone:
                         break
                     for fd, _ in events:
-                        listener = by_fd.get(fd)
-                        if listener is not None:
-                            client = self.accept_from(listener)
-                            if client is not None:
-                                break
+                        ready = by_fd.get(fd)
+                        if ready is not None:
+                            break
             finally:
                 lock.release()
+            if ready is None:
+                continue
+            client = self.accept_from(ready)
             if client is not None:
                 self.run_client_connection(client)
                 if self.done():
