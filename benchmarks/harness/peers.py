@@ -226,6 +226,7 @@ VARIANTS: dict[str, type[Peer]] = {
         _variant("stdlib-logging", "stdlib logging imported"),
         _variant("app-in-parent", "app modules imported before fork"),
         _variant("app-in-child", "app modules imported in each child"),
+        _variant("fork-one-by-one", "children forked one by one"),
     )
 }
 FLOOR = PythonFloor.name

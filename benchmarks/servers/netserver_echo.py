@@ -16,12 +16,15 @@ variant that shows the effect of one memory measure (README, "Memory"):
   runs ``threading``'s at-fork hook (what netserver's own log writer avoids);
 * ``app-in-parent`` / ``app-in-child``: a typical application's modules
   (json, decimal, email, http.client) imported before forking, or by each
-  child in ``child_init_hook``.
+  child in ``child_init_hook``;
+* ``fork-one-by-one``: the pool forked one child at a time with the parent's
+  bookkeeping in between, as before netserver forked it in one burst.
 """
 
 import gc
 import os
 import sys
+import time
 
 from netserver import Option, PreForkSimple
 from netserver.options import boolean
@@ -43,7 +46,7 @@ elif VARIANT == "stdlib-logging":
     import logging  # noqa: F401
 elif VARIANT == "app-in-parent":
     import_app()
-elif VARIANT not in ("", "app-in-child"):
+elif VARIANT not in ("", "app-in-child", "fork-one-by-one"):
     sys.exit("NETSERVER_BENCH_VARIANT: unknown variant %r" % VARIANT)
 
 
@@ -51,6 +54,16 @@ class Echo(PreForkSimple):
     declared_options = PreForkSimple.declared_options + (
         Option("once", boolean, False, "Echo one line, then close. Default off.", flag=True, metavar="BOOL"),
     )
+
+    def top_up(self):
+        if VARIANT != "fork-one-by-one":
+            return super().top_up()
+        if self.stopping or time.monotonic() < self._next_spawn:
+            return
+        for _ in range(self.options.max_servers - self.children.count("server")):
+            if not self.spawn("server") or self._next_spawn:
+                break
+        return None
 
     def child_init_hook(self):
         if VARIANT == "app-in-child":
