@@ -6,6 +6,8 @@ status of processes a user hook started with ``subprocess`` (whose
 child without reaping it; if it is ours it is reaped by pid, so one exit
 costs two system calls however large the pool.  If the exited process is
 not ours it stays for its owner, and ours are then asked one pid at a time.
+A child whose exit a user's ``wait()`` took is noticed only by the full
+sweep (``reap(full=True)``), which the periodic check and the stop use.
 A parent must only ever signal pids it forked itself (Apache's
 CVE-2007-3304 let children plant pids for the root parent to kill).
 """
@@ -66,8 +68,10 @@ class ChildTable:
     def pids(self, *kinds: str) -> list[int]:
         return [pid for pid, child in self.by_pid.items() if not kinds or child.kind in kinds]
 
-    def reap(self) -> list[tuple[Child, int | None]]:
-        """Collect every child of ours that has exited."""
+    def reap(self, full: bool = False) -> list[tuple[Child, int | None]]:
+        """Collect the children of ours that have exited; ``full`` asks about every pid."""
+        if full:
+            return self._reap_each()
         gone = []
         while self.by_pid:
             try:

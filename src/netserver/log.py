@@ -49,8 +49,12 @@ def render(msg: str, args: tuple) -> str:
         args = args[0]  # type: ignore[assignment]  # logging's mapping form: log(2, "%(x)s", {"x": 1})
     try:
         return str(msg) % args
-    except (TypeError, ValueError, KeyError) as error:
-        return f"{msg!s} {args!r} (bad log format: {error})"
+    except Exception as error:  # a log call must never take the server down
+        try:
+            shown = repr(args)
+        except Exception:
+            shown = "(unprintable arguments)"
+        return f"{msg!s} {shown} (bad log format: {type(error).__name__}: {error})"
 
 
 def _trace() -> str:
@@ -128,7 +132,13 @@ class SyslogSink(Sink):
         self.facility = code
         self.address = syslog_address(logsock)
         self.sock: socket.socket | None = None
-        self._connect()
+        try:
+            self._connect()
+        except OSError:
+            if isinstance(self.address, tuple):
+                raise  # a host that does not resolve is a configuration error
+            # Like openlog(3): a syslogd that is not there yet (or is being
+            # restarted across our HUP) is tried again at the next record.
 
     def _connect(self) -> None:
         address = self.address
@@ -155,14 +165,13 @@ class SyslogSink(Sink):
     def write(self, level: int, text: str) -> None:
         priority = self.facility * 8 + SEVERITIES[level]
         payload = f"<{priority}>{self.ident}[{os.getpid()}]: {text}".encode("utf-8", "backslashreplace")
-        if self.sock is not None and self.sock.type == socket.SOCK_STREAM:
-            payload += b"\0"
         for _attempt in (1, 2):
             try:
                 if self.sock is None:
                     self._connect()
                 assert self.sock is not None
-                self.sock.sendall(payload)
+                # A stream socket needs a delimiter between records.
+                self.sock.sendall(payload + b"\0" if self.sock.type == socket.SOCK_STREAM else payload)
                 return
             except OSError:
                 self.close()  # syslogd restarted: reconnect once, then give this record up

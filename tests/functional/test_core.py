@@ -63,6 +63,17 @@ def test_syslog_lines_reach_the_configured_socket(serve, tmp_path):
     assert first.startswith("<157>mysrv[") and "starting! pid(" in first
 
 
+def test_a_syslog_socket_that_appears_later_gets_the_lines(serve, tmp_path):
+    # As openlog(3): no syslogd at start-up (or one restarting across a HUP) is not an error.
+    path = str(tmp_path / "log.sock")
+    server = serve("--server_type", "Single", "--log_file", "syslog", "--syslog_logsock", path, "--log_level", "3")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
+        sink.bind(path)
+        sink.settimeout(10)
+        talk(server.addr, b"quit\r\n")
+        assert "CONNECT TCP Peer:" in sink.recv(4096).decode()
+
+
 def test_bad_syslog_facility_is_refused(serve):
     result = serve.run("--log_file", "syslog", "--syslog_facility", "nosuch", "--port", "127.0.0.1:0")
     assert result.returncode == 2 and b"syslog_facility: 'nosuch' is not one of" in result.stderr

@@ -87,6 +87,27 @@ def test_boot_failures_back_off(serve, tmp_path):
         assert process.wait(10) == 0
 
 
+def test_after_a_boot_failure_children_are_forked_one_at_a_time(serve, tmp_path):
+    # A pool forks in one burst; once children fail to boot, each backoff round probes with one.
+    log = tmp_path / "boot.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "netserver", "--handler", "crash_on_boot:CrashOnBoot", "--max_servers", "5",
+         "--port", "127.0.0.1:0", "--log_file", str(log), "--log_level", "4"],
+        env=__import__("conftest").server_env(), start_new_session=True, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        procs.wait_until(lambda: log.exists() and log.read_text().count("failed to boot") >= 7, 20,
+                         message="seven boot failures")
+        events = [("fork" if "Child Preforked" in line else "fail") for line in log.read_text().splitlines()
+                  if "Child Preforked" in line or "failed to boot" in line]
+        assert events[:5] == ["fork"] * 5  # the first burst
+        after_first_failure = events[events.index("fail"):]
+        assert ["fork", "fork"] not in [after_first_failure[i:i + 2] for i in range(len(after_first_failure))]
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 def test_dequeue_children_run_beside_the_pool(serve, marks):
     server = serve("--handler", "prefork_handlers:Dequeue", "--max_servers", "2", "--check_for_dequeue", "0.2",
                    "--max_dequeue", "1", env={"MARK_DIR": str(marks)})

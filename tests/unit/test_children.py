@@ -62,3 +62,25 @@ def test_a_child_reaped_elsewhere_is_forgotten():
     os.waitpid(pid, 0)  # a user hook called wait()
     table.add(Child(pid, "server"))
     assert [(child.pid, status) for child, status in table.reap()] == [(pid, None)]
+
+
+def test_the_full_sweep_forgets_a_child_reaped_elsewhere_while_others_run():
+    table = ChildTable()
+    read_fd, write_fd = os.pipe()
+    running = os.fork()
+    if running == 0:
+        os.read(read_fd, 1)
+        os._exit(0)
+    gone = exited_child(0)
+    os.waitpid(gone, 0)  # a user hook's wait() took its exit
+    table.add(Child(gone, "server"))
+    table.add(Child(running, "server"))
+    try:
+        table.reap()  # the fast path sees nobody exited
+        assert [(child.pid, status) for child, status in table.reap(full=True)] == [(gone, None)]
+        assert table.pids() == [running]
+    finally:
+        os.write(write_fd, b"x")
+        os.close(read_fd)
+        os.close(write_fd)
+        os.waitpid(running, 0)

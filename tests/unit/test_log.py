@@ -57,3 +57,31 @@ def test_configure_closes_the_previous_file(tmp_path):
     log.configure(2, first)
     log.configure(2, FileSink(str(tmp_path / "b.log")))
     assert first.fd == -1
+
+
+def test_a_format_that_raises_anything_is_logged_not_raised():
+    assert "OverflowError" in render("%c", (10**9,))
+
+    class Unprintable:
+        def __repr__(self):
+            raise RuntimeError("no")
+
+        __str__ = __repr__
+
+    assert render("%s", (Unprintable(),)).endswith("(bad log format: RuntimeError: no)")
+
+
+def test_syslog_that_is_not_there_yet_gets_the_records_once_it_is(tmp_path):
+    import socket
+
+    from netserver.log import SyslogSink
+
+    path = str(tmp_path / "log.sock")
+    sink = SyslogSink("mysrv", "local3", path)  # nothing listens yet: no error
+    sink.write(2, "lost: nobody was listening")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as daemon:
+        daemon.bind(path)
+        daemon.settimeout(10)
+        sink.write(2, "hello")
+        assert daemon.recv(4096) == f"<157>mysrv[{os.getpid()}]: hello".encode()
+    sink.close()

@@ -122,7 +122,7 @@ class PreForkSimple(PreForkChild, Server):
         self.top_up()
         while True:
             self.run_events(self._next_wait())
-            self.reap()
+            self.reap(full=self.stopping)
             if self.stopping:
                 if not len(self.children):
                     break
@@ -165,8 +165,8 @@ class PreForkSimple(PreForkChild, Server):
         restart.expire(self)
 
     def check_for_dead(self) -> None:
-        """A backstop for a lost SIGCHLD: reap, then ask the kernel about each pid."""
-        self.reap()
+        """A backstop for a lost SIGCHLD, or a child reaped by someone else: ask about each pid."""
+        self.reap(full=True)
         for child in self.children:
             try:
                 os.kill(child.pid, 0)
@@ -178,8 +178,13 @@ class PreForkSimple(PreForkChild, Server):
         if self.stopping or time.monotonic() < self._next_spawn:
             return
         missing = self.options.max_servers - self.children.count("server")
-        if missing > 0:
+        if missing <= 0:
+            return
+        if not self._next_spawn:
             self.spawn("server", missing)
+        elif not any(not child.booted for child in self.children if child.kind == "server"):
+            # Backing off after a boot failure: one probe at a time, until one boots.
+            self.spawn("server", 1)
 
     def retire_old_generation(self) -> None:
         self._old_hup_at = 0.0
@@ -285,8 +290,8 @@ class PreForkSimple(PreForkChild, Server):
             self._parent_fds.discard(child.ready_fd)
             child.ready_fd = -1
 
-    def reap(self) -> None:
-        for child, status in self.children.reap():
+    def reap(self, full: bool = False) -> None:
+        for child, status in self.children.reap(full):
             self.forget(child, status)
 
     def forget(self, child: Child, status: int | None) -> None:
@@ -373,7 +378,7 @@ class PreForkSimple(PreForkChild, Server):
             self.handle_sigterm(signal.SIGTERM)
         deadline = self._stop_deadline
         while len(self.children):
-            self.reap()
+            self.reap(full=True)
             if time.monotonic() >= deadline:
                 self.children.signal(signal.SIGKILL)
                 deadline = time.monotonic() + 3600
