@@ -132,32 +132,28 @@ def machine() -> str:
     )
 
 
+def _output(cmd: list[str]) -> str | None:
+    """The stripped standard output of cmd, or None if it could not be run."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
 def versions() -> dict:
     out = {"python": platform.python_version()}
     for key, cmd in (
         ("Net::Server", ["perl", "-MNet::Server", "-e", "print $Net::Server::VERSION"]),
         ("gcc", ["gcc", "-dumpfullversion"]),
     ):
-        try:
-            out[key] = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip() or None
-        except (OSError, subprocess.TimeoutExpired):
-            out[key] = None
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(tools.REPO_DIR), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(tools.REPO_DIR), "status", "--porcelain", "src"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        out["netserver"] = (head or "no commit") + (" + uncommitted changes in src/" if dirty else "")
-    except (OSError, subprocess.TimeoutExpired):
+        out[key] = _output(cmd) or None
+    git = ["git", "-C", str(tools.REPO_DIR)]
+    head = _output(git + ["rev-parse", "--short", "HEAD"])
+    dirty = _output(git + ["status", "--porcelain", "src"])
+    if head is None or dirty is None:
         out["netserver"] = None
+    else:
+        out["netserver"] = (head or "no commit") + (" + uncommitted changes in src/" if dirty else "")
     try:
         from importlib.metadata import version
 

@@ -71,6 +71,14 @@ class Peer:
         return ()
 
 
+def floor_args(launch: Launch) -> list[str]:
+    """The command line both floors share: --workers N, --port HOST:P per port, --once."""
+    args = ["--workers", str(launch.workers)]
+    for p in launch.ports:
+        args += ["--port", "127.0.0.1:%d" % p]
+    return args + (["--once"] if launch.once else [])
+
+
 class CFloor(Peer):
     name = "c-floor"
     label = "C floor"
@@ -80,10 +88,7 @@ class CFloor(Peer):
     note = "benchmarks/servers/cfloor.c: N children block in accept(); two listeners: poll() + non-blocking accept()"
 
     def command(self, launch: Launch) -> list[str]:
-        cmd = [str(tools.binary("cfloor")), "--workers", str(launch.workers)]
-        for p in launch.ports:
-            cmd += ["--port", "127.0.0.1:%d" % p]
-        return cmd + (["--once"] if launch.once else [])
+        return [str(tools.binary("cfloor")), *floor_args(launch)]
 
 
 class PythonFloor(Peer):
@@ -98,10 +103,7 @@ class PythonFloor(Peer):
         return tools.python_env()
 
     def command(self, launch: Launch) -> list[str]:
-        cmd = tools.python_command(tools.BENCH_DIR / "servers" / "pyfloor.py", "--workers", str(launch.workers))
-        for p in launch.ports:
-            cmd += ["--port", "127.0.0.1:%d" % p]
-        return cmd + (["--once"] if launch.once else [])
+        return tools.python_command(tools.BENCH_DIR / "servers" / "pyfloor.py", *floor_args(launch))
 
 
 class Perl(Peer):

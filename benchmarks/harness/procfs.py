@@ -73,18 +73,24 @@ def memory_kib(pid: int) -> dict[str, int] | None:
     }
 
 
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat from the state field on (the name may hold spaces and parentheses); None if gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rfind(b")") + 2 :].split()
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds used so far by pids (those still alive)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid, "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        rest = data[data.rfind(b")") + 2 :].split()
-        total += int(rest[11]) + int(rest[12])
+        rest = _stat_fields(pid)
+        if rest is not None:
+            total += int(rest[11]) + int(rest[12])
     return total / tick
 
 
@@ -100,13 +106,10 @@ def foreign_cpu_ticks(root: int) -> dict[int, int]:
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        try:
-            with open("/proc/%s/stat" % name, "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        rest = data[data.rfind(b")") + 2 :].split()
         pid = int(name)
+        rest = _stat_fields(pid)
+        if rest is None:
+            continue
         parents[pid] = int(rest[1])
         ticks[pid] = int(rest[11]) + int(rest[12])
     out = {}

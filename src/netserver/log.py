@@ -91,9 +91,9 @@ class StreamSink(Sink):
     def write(self, level: int, text: str) -> None:
         try:
             self.stream.write(_line(level, text))
-            self.stream.flush()
         except (OSError, ValueError):
-            pass  # a closed or broken stderr must not take the server down
+            return  # a closed or broken stderr must not take the server down
+        self.flush()
 
     def flush(self) -> None:
         try:
