@@ -12,7 +12,7 @@ from netserver.options import text
 
 
 class Policy(PreForkSimple):
-    declared_options = PreForkSimple.declared_options + (
+    declared_options = (
         Option("blocked_domain", text, "example.invalid",
                "Reject mail from senders in this domain. Default example.invalid.", metavar="DOMAIN"),
     )

@@ -12,7 +12,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from netserver import PreForkSimple, Server  # noqa: E402
-from netserver.options import option_table  # noqa: E402
 
 BEGIN, END = "<!-- options:begin -->", "<!-- options:end -->"
 
@@ -39,8 +38,8 @@ def table(options, title: str) -> str:
 
 
 def render() -> str:
-    base = option_table(Server.declared_options)
-    prefork = [o for name, o in option_table(PreForkSimple.declared_options).items() if name not in base]
+    base = Server.option_table()
+    prefork = [o for name, o in PreForkSimple.option_table().items() if name not in base]
     return "\n\n".join([table(base.values(), "Every personality"), table(prefork, "PreForkSimple")])
 
 

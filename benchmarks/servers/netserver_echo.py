@@ -24,7 +24,6 @@ variant that shows the effect of one memory measure (README, "Memory"):
 import gc
 import os
 import sys
-import time
 
 from netserver import Option, PreForkSimple
 from netserver.options import boolean
@@ -58,10 +57,10 @@ class Echo(PreForkSimple):
     def top_up(self):
         if VARIANT != "fork-one-by-one":
             return super().top_up()
-        if self.stopping or time.monotonic() < self._next_spawn:
+        if self.stopping or self._backoff is not None:
             return
         for _ in range(self.options.max_servers - self.children.count("server")):
-            if not self.spawn("server") or self._next_spawn:
+            if not self.spawn("server") or self._backoff is not None:
                 break
         return None
 

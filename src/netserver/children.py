@@ -20,16 +20,22 @@ import time
 
 
 class Child:
-    """One forked child.  ``kind`` is 'server', 'dequeue' or 'old' (a previous generation)."""
+    """One forked child.  ``kind`` is 'server', 'dequeue' or 'old' (a previous generation).
 
-    __slots__ = ("pid", "kind", "ready_fd", "booted", "started")
+    ``slot`` is its scoreboard slot (-1: none); ``leaving`` is set when it
+    said it takes no more work, so its replacement can be forked before it exits.
+    """
 
-    def __init__(self, pid: int, kind: str, ready_fd: int = -1, booted: bool = False) -> None:
+    __slots__ = ("pid", "kind", "ready_fd", "booted", "started", "slot", "leaving")
+
+    def __init__(self, pid: int, kind: str, ready_fd: int = -1, booted: bool = False, slot: int = -1) -> None:
         self.pid = pid
         self.kind = kind
         self.ready_fd = ready_fd
         self.booted = booted
         self.started = time.monotonic()
+        self.slot = slot
+        self.leaving = False
 
     def __repr__(self) -> str:
         return f"<Child {self.pid} {self.kind}{' booted' if self.booted else ''}>"
@@ -64,6 +70,10 @@ class ChildTable:
 
     def count(self, *kinds: str) -> int:
         return sum(1 for child in self.by_pid.values() if child.kind in kinds)
+
+    def serving(self) -> int:
+        """Server children that have not said they are leaving: the pool's real size."""
+        return sum(1 for child in self.by_pid.values() if child.kind == "server" and not child.leaving)
 
     def pids(self, *kinds: str) -> list[int]:
         return [pid for pid, child in self.by_pid.items() if not kinds or child.kind in kinds]

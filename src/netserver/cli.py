@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(error.exit_code)
     if "--help" in args or "-h" in args:
         print(USAGE.format(names=", ".join(PERSONALITIES), default=DEFAULT_PERSONALITY.personality,
-                           chosen=cls.personality) + format_help(cls.declared_options))
+                           chosen=cls.personality) + format_help(tuple(cls.option_table().values())))
         return 0
     if "--version" in args:
         from . import __version__

@@ -5,11 +5,17 @@ value, its default and its help text.  The same declaration drives ``run()``
 keywords, the command line, the conf file, ``--help`` and the README table,
 so a setting cannot be spelled or validated differently in two places.
 
-A server class lists its options in ``declared_options``; a subclass adds its
-own by extending the tuple (``declared_options = Base.declared_options +
-(Option(...),)``).  Parsers take either text (command line, conf file) or a
-native Python value (keywords) and raise ``ValueError`` with a hint; the
-caller turns that into a ``ConfigError`` naming the option, value and source.
+Each class lists only its own options in ``declared_options``; a server's
+table is collected along its MRO (:func:`collect`), so a protocol mixin and a
+personality compose in either order: ``class App(MyProtocol, PreForkSimple)``
+has both sets.  The same declaration met twice is one option; a subclass may
+redeclare an option it inherits (to change its default or meaning); two
+unrelated classes declaring one name differently is an error when the
+combining class is created, naming both.
+
+Parsers take either text (command line, conf file) or a native Python value
+(keywords) and raise ``ValueError`` with a hint; the caller turns that into a
+``ConfigError`` naming the option, value and source.
 """
 
 from __future__ import annotations
@@ -297,6 +303,34 @@ PREFORK_SIMPLE_OPTIONS: tuple[Option, ...] = (
            "Signals the parent forwards to every child (e.g. USR1,USR2). Repeatable.", multi=True,
            metavar="SIGNALS"),
 )
+
+
+class OptionClash(TypeError):
+    """Two unrelated classes declare one option differently (raised at class creation)."""
+
+
+def collect(cls: type) -> dict[str, Option]:
+    """The option table of ``cls``: every ``declared_options`` along its MRO, bases first.
+
+    A declaration from a subclass of the class that declared the name first
+    replaces it; the same declaration met again (a mixin listed twice, an old
+    style ``Base.declared_options + (...)``) changes nothing.  Anything else
+    is a clash: neither class can know which meaning the server should get.
+    """
+    table: dict[str, Option] = {}
+    owners: dict[str, type] = {}
+    for klass in reversed(cls.__mro__):
+        for option in klass.__dict__.get("declared_options", ()):
+            known = table.get(option.name)
+            if known is not None and known != option and not issubclass(klass, owners[option.name]):
+                raise OptionClash(
+                    f"{cls.__qualname__}: option {option.name!r} is declared by both "
+                    f"{owners[option.name].__qualname__} and {klass.__qualname__}, differently; "
+                    f"redeclare it in {cls.__qualname__} to say which one it is")
+            if known is None or known != option:
+                owners[option.name] = klass
+            table[option.name] = option
+    return table
 
 
 def option_table(declared: tuple[Option, ...]) -> dict[str, Option]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import TYPE_CHECKING
 
 from . import listeners as listen
@@ -33,14 +32,16 @@ from .signals import block, restore
 if TYPE_CHECKING:  # pragma: no cover
     import subprocess
 
+    from .events import Timer
     from .server import Server
 
 ENV_RESTART = "NETSERVER_RESTART"
 ENV_CHECK = "NETSERVER_CHECK"
 ENV_OLD_CHILDREN = "NETSERVER_OLD_CHILDREN"
 ENV_DEATH_FD = "NETSERVER_DEATH_FD"
+ENV_SCOREBOARD_FD = "NETSERVER_SCOREBOARD_FD"
 CHECK_TIMEOUT = 30.0
-_ENV_KEYS = (ENV_RESTART, ENV_CHECK, ENV_OLD_CHILDREN, ENV_DEATH_FD, listen.ENV_FDS, ENV_PIDFILE)
+_ENV_KEYS = (ENV_RESTART, ENV_CHECK, ENV_OLD_CHILDREN, ENV_DEATH_FD, ENV_SCOREBOARD_FD, listen.ENV_FDS, ENV_PIDFILE)
 
 
 def command_line(start_dir: str) -> list[str]:
@@ -63,106 +64,139 @@ def command_line(start_dir: str) -> list[str]:
     return [sys.executable] + argv[1:]
 
 
-class Check:
-    """A running validation subprocess."""
+class Restart:
+    """HUP, as an object the server owns: ``request()``, ``cancel()``, ``pending``.
 
-    def __init__(self, process: subprocess.Popen, started: float) -> None:
-        self.process = process
-        self.started = started
-        self.output = b""
+    It uses only the server's public surface: ``log``, ``events`` (the
+    check's output is a watched fd, its time limit a timer), ``stopping``,
+    ``start_dir``, ``listeners``, ``pid_file`` and the hooks
+    ``restart_env()``, ``restart_close_hook()``, ``restart_failed()``.
+    A stop cancels a pending restart: the check is killed and reaped and
+    nothing is exec'ed.
+    """
 
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self._process: subprocess.Popen | None = None
+        self._output = b""
+        self._timer: Timer | None = None
+        self._again = False
 
-def request(server: Server) -> None:
-    """Start validating for a HUP; the parent loop finishes it (see ``poll``)."""
-    if server.stopping:
-        return
-    if getattr(server, "_check", None) is not None:
-        server._hup_again = True
-        server.log(2, "Received SIGHUP during a restart check; restarting once more afterwards")
-        return
-    server.log(2, "Received SIGHUP: checking the configuration before restarting")
-    env = dict(os.environ)
-    env[ENV_CHECK] = "1"
-    for key in (listen.ENV_FDS, ENV_PIDFILE, ENV_OLD_CHILDREN, ENV_DEATH_FD, ENV_RESTART):
-        env.pop(key, None)
-    argv = command_line(server._start_dir)
-    import subprocess  # only a HUP needs it: kept out of start-up time
+    @property
+    def pending(self) -> bool:
+        return self._process is not None
 
-    try:
-        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, cwd=server._start_dir)
-    except OSError as error:
-        server.log(0, "HUP: cannot run the configuration check (%s); keeping the running server", error)
-        return
-    os.set_blocking(process.stdout.fileno(), False)
-    server._check = Check(process, time.monotonic())
-    server.watch_fd(process.stdout.fileno(), lambda: _read_check(server))
+    def request(self) -> None:
+        """Start validating for a HUP; the event loop finishes it."""
+        server = self.server
+        if server.stopping:
+            return
+        if self._process is not None:
+            self._again = True
+            server.log(2, "Received SIGHUP during a restart check; restarting once more afterwards")
+            return
+        server.log(2, "Received SIGHUP: checking the configuration before restarting")
+        env = dict(os.environ)
+        env[ENV_CHECK] = "1"
+        for key in _ENV_KEYS:
+            if key != ENV_CHECK:
+                env.pop(key, None)
+        argv = command_line(server.start_dir)
+        import subprocess  # only a HUP needs it: kept out of start-up time
 
+        try:
+            process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, cwd=server.start_dir)
+        except OSError as error:
+            server.log(0, "HUP: cannot run the configuration check (%s); keeping the running server", error)
+            return
+        assert process.stdout is not None
+        os.set_blocking(process.stdout.fileno(), False)
+        self._process = process
+        self._output = b""
+        server.events.watch(process.stdout.fileno(), self._read)
+        self._timer = server.events.call_later(CHECK_TIMEOUT, self._expire)
 
-def _read_check(server: Server) -> None:
-    check = server._check
-    try:
-        chunk = os.read(check.process.stdout.fileno(), 65536)
-    except BlockingIOError:
-        return
-    if chunk:
-        check.output = (check.output + chunk)[-8192:]
-        return
-    server.unwatch_fd(check.process.stdout.fileno())
-    finish(server)
+    def cancel(self) -> None:
+        """A stop arrived: end the check (if any) and forget the restart."""
+        if self._process is None:
+            return
+        self.server.log(2, "Stopping: the pending restart is cancelled")
+        self._process.kill()
+        self._again = False
+        self._end_check()
 
+    def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        try:
+            chunk = os.read(self._process.stdout.fileno(), 65536)
+        except BlockingIOError:
+            return
+        if chunk:
+            self._output = (self._output + chunk)[-8192:]
+            return
+        self._finish()
 
-def expire(server: Server) -> None:
-    """Called from the parent loop's timers: kill a check that hangs."""
-    check = getattr(server, "_check", None)
-    if check is not None and time.monotonic() - check.started > CHECK_TIMEOUT:
-        check.process.kill()
-        server.unwatch_fd(check.process.stdout.fileno())
-        check.output += b"\nthe configuration check did not finish within %d s" % CHECK_TIMEOUT
-        finish(server)
+    def _expire(self) -> None:
+        """The check hangs: kill it and refuse the restart."""
+        if self._process is not None:
+            self._process.kill()
+            self._output += b"\nthe configuration check did not finish within %d s" % CHECK_TIMEOUT
+            self._finish()
 
+    def _end_check(self) -> int:
+        process = self._process
+        assert process is not None and process.stdout is not None
+        self.server.events.unwatch(process.stdout.fileno())
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        exit_status = process.wait()
+        process.stdout.close()
+        self._process = None
+        return exit_status
 
-def finish(server: Server) -> None:
-    check = server._check
-    status = check.process.wait()
-    check.process.stdout.close()
-    server._check = None
-    again, server._hup_again = server._hup_again, False
-    if status != 0:
-        lines = [line for line in check.output.decode("utf-8", "replace").splitlines() if line.strip()]
-        reason = lines[-1] if lines else f"exit status {status}"
-        server.log(0, "HUP refused, keeping the running server: %s", reason)
-    if again:
-        # The configuration may have changed since this check read it: only
-        # ever exec what a check has seen.
-        request(server)
-    elif status == 0:
-        execute(server)
+    def _finish(self) -> None:
+        exit_status = self._end_check()
+        server = self.server
+        again, self._again = self._again, False
+        if server.stopping:
+            return
+        if exit_status != 0:
+            lines = [line for line in self._output.decode("utf-8", "replace").splitlines() if line.strip()]
+            reason = lines[-1] if lines else f"exit status {exit_status}"
+            server.log(0, "HUP refused, keeping the running server: %s", reason)
+        if again:
+            # The configuration may have changed since this check read it: only
+            # ever exec what a check has seen.
+            self.request()
+        elif exit_status == 0:
+            self.execute()
 
-
-def execute(server: Server) -> None:
-    """Re-exec this process; on failure log and keep running."""
-    env = dict(os.environ)
-    env[ENV_RESTART] = "1"
-    env[listen.ENV_FDS] = listen.export_env(server.listeners)
-    if server.pid_file is not None and server.pid_file.fd >= 0:
-        env[ENV_PIDFILE] = server.pid_file.export()
-    env.update(server.restart_env())
-    argv = command_line(server._start_dir)
-    server.log(0, "Re-exec server during HUP")
-    server.restart_close_hook()
-    server.log.flush()
-    mask = block()
-    try:
-        os.execve(argv[0], argv, env)
-    except OSError as error:
-        restore(mask)
-        for listener in server.listeners:
-            os.set_inheritable(listener.fileno(), False)
+    def execute(self) -> None:
+        """Re-exec this process; on failure log and keep running."""
+        server = self.server
+        env = dict(os.environ)
+        env[ENV_RESTART] = "1"
+        env[listen.ENV_FDS] = listen.export_env(server.listeners)
         if server.pid_file is not None and server.pid_file.fd >= 0:
-            os.set_inheritable(server.pid_file.fd, False)
-        server.restart_failed()
-        server.log(0, "HUP: exec of %s failed (%s); keeping the running server", argv[0], error.strerror)
+            env[ENV_PIDFILE] = server.pid_file.export()
+        env.update(server.restart_env())
+        argv = command_line(server.start_dir)
+        server.log(2, "Re-exec server during HUP")
+        server.restart_close_hook()
+        server.log.flush()
+        mask = block()
+        try:
+            os.execve(argv[0], argv, env)
+        except OSError as error:
+            restore(mask)
+            for listener in server.listeners:
+                os.set_inheritable(listener.fileno(), False)
+            if server.pid_file is not None and server.pid_file.fd >= 0:
+                os.set_inheritable(server.pid_file.fd, False)
+            server.restart_failed()
+            server.log(0, "HUP: exec of %s failed (%s); keeping the running server", argv[0], error.strerror)
 
 
 def forget_restart_env() -> None:

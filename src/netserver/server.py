@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import errno
 import os
-import selectors
 import socket
 import sys
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from . import config, daemon, restart
@@ -23,35 +24,13 @@ from . import listeners as listen
 from .access import AccessPolicy, Resolver, confirmed_hostname
 from .connection import Connection, Datagram, LineTooLong, timeval
 from .errors import ConfigError, ExitCode, NetServerError
+from .events import EventLoop
 from .log import Log, make_sink
-from .options import BASE_OPTIONS, Option, option_table
-from .signals import Signals, signal_name
+from .options import BASE_OPTIONS, Option, collect
+from .signals import IGNORED, STOP_TOO, Signals, signal_name
+from .status import NullReporter
 
 STOP_SIGNALS = (15, 2, 3)  # TERM, INT, QUIT
-
-
-class EventLoopMixin:
-    """A selector whose registered data are callbacks (parent loops use it)."""
-
-    selector: selectors.BaseSelector | None = None
-
-    def watch_fd(self, fd: int, callback) -> None:
-        if self.selector is None:
-            self.selector = selectors.DefaultSelector()
-        self.selector.register(fd, selectors.EVENT_READ, callback)
-
-    def unwatch_fd(self, fd: int) -> None:
-        if self.selector is not None:
-            try:
-                self.selector.unregister(fd)
-            except (KeyError, ValueError):
-                pass
-
-    def run_events(self, timeout: float | None) -> None:
-        if self.selector is None:
-            self.selector = selectors.DefaultSelector()
-        for key, _ in self.selector.select(timeout):
-            key.data()
 
 
 class StopServer(BaseException):
@@ -61,7 +40,7 @@ class StopServer(BaseException):
     """
 
 
-class Server(EventLoopMixin):
+class Server:
     """A network server: configure, bind, then serve connections.
 
     Caller API: ``Server(**options).run(argv=None, **options)``.  Without
@@ -98,15 +77,32 @@ class Server(EventLoopMixin):
     configure, post_configure, pre_bind, bind, post_bind, loop, accept,
     post_accept, get_client_info, allow_deny, post_process_request,
     server_close.  Runtime state: ``self.options`` (frozen), ``self.listeners``,
-    ``self.children``, ``self.signals``, ``self.lock``, ``self.log``.
+    ``self.children``, ``self.signals``, ``self.lock``, ``self.log``,
+    ``self.events`` (the parent's one wait), ``self.restart`` (HUP).
+
+    Options: each class lists only its own in ``declared_options``; the
+    server's table is collected along the MRO when the class is created
+    (``option_table()``), so a protocol mixin with options composes with any
+    personality, and two unrelated classes declaring one option differently
+    is an error then, naming both.
     """
 
     declared_options: tuple[Option, ...] = BASE_OPTIONS
     personality = "Server"
+    _options_table: Mapping[str, Option] = MappingProxyType({})  # Server's own is set below the class
     #: DNS lookups for reverse_lookups; tests may substitute an object with
     #: the same ``reverse``/``forward`` methods.
     resolver: Any = Resolver()
     connection_class = Connection
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._options_table = MappingProxyType(collect(cls))
+
+    @classmethod
+    def option_table(cls) -> dict[str, Option]:
+        """Name -> Option for this class: its own declarations and every base's."""
+        return dict(cls._options_table)
 
     def __init__(self, **options: Any) -> None:
         # Nothing process-wide here: a constructor may run before a fork.
@@ -126,6 +122,13 @@ class Server(EventLoopMixin):
         self.stopping = False
         self.restarting = os.environ.get(restart.ENV_RESTART) == "1"
         self.exit_code = ExitCode.OK
+        self.events = EventLoop()
+        self.restart = restart.Restart(self)
+        #: In a child: writes its scoreboard slot (a no-op where there is none).
+        self.status: Any = NullReporter()
+        #: The one question a serving loop asks before each accept or request:
+        #: stop taking work (a stop, HUP, the parent's death, max_requests).
+        self.draining = False
         self._in_request = False
         self._stop_requested = False
         self._closed = False
@@ -133,10 +136,7 @@ class Server(EventLoopMixin):
         self._status_fd = -1
         self.ready_fds: list[int] = []
         self._ready_sent = False
-        self._start_dir = os.getcwd()
-        self._check: restart.Check | None = None
-        self._hup_again = False
-        self.selector = None
+        self.start_dir = os.getcwd()
 
     # ------------------------------------------------------------------ lifecycle
     def run(self, argv: list[str] | None = None, **options: Any) -> None:
@@ -171,7 +171,7 @@ class Server(EventLoopMixin):
             self.server_close()              # children, listeners, pid file
 
     def configure(self, argv: list[str], run_options: dict[str, Any]) -> None:
-        table = option_table(self.declared_options)
+        table = self.option_table()
         layered = config.build(table=table, constructor=self._constructor_options, argv=argv,
                                run_kwargs=run_options, default_values=self.default_values(),
                                foreign=self.foreign_options())
@@ -315,18 +315,29 @@ class Server(EventLoopMixin):
 
     def dispatch_signals(self) -> None:
         for signum in self.signals.take():
-            handler = getattr(self, "handle_" + signal_name(signum).lower(), None)
-            if handler is not None:
-                handler(signum)
+            self.dispatch_signal(signum)
+
+    def dispatch_signal(self, signum: int) -> None:
+        """Run ``handle_<signal>``; the signals table (signals.py) says what the rest do."""
+        name = signal_name(signum)
+        handler = getattr(self, "handle_" + name.lower(), None)
+        if handler is not None:
+            handler(signum)
+        elif signum in STOP_TOO:
+            self.log(1, "Received %s: stopping as for SIGTERM", name)
+            self.handle_sigterm(signum)
+        elif signum in IGNORED and signum not in getattr(self, "passthrough", ()):
+            self.log(2, "Received %s: ignored", name)
 
     def handle_sigterm(self, signum: int) -> None:
         self.log(2, "Received %s: stopping", signal_name(signum))
         self.stopping = True
+        self.restart.cancel()
 
     handle_sigint = handle_sigquit = handle_sigterm
 
     def handle_sighup(self, signum: int) -> None:
-        restart.request(self)
+        self.restart.request()
 
     # --------------------------------------------------------- one connection
     def accept_from(self, listener: listen.Listener) -> Connection | Datagram | None:
@@ -463,9 +474,24 @@ class Server(EventLoopMixin):
     # ------------------------------------------------------------- helpers
     @classmethod
     def foreign_options(cls) -> dict[str, str]:
-        """Options other personalities declare, for 'not valid for X' messages."""
-        from .personalities import PERSONALITIES
+        """Options only other personalities declare -> this server's personality, for
+        'max_servers: is not valid for Single' messages.
 
-        mine = {option.name for option in cls.declared_options}
-        return {option.name: cls.personality for personality in PERSONALITIES.values()
-                for option in personality.declared_options if option.name not in mine}
+        The personalities are found as the subclasses of Server that name
+        themselves (``personality`` in their own class body), so this base
+        class imports none of them.
+        """
+        mine = cls._options_table
+        foreign: dict[str, str] = {}
+        pending = list(Server.__subclasses__())
+        while pending:
+            klass = pending.pop()
+            pending.extend(klass.__subclasses__())
+            if "personality" in klass.__dict__:
+                for name in klass._options_table:
+                    if name not in mine:
+                        foreign[name] = cls.personality
+        return foreign
+
+
+Server._options_table = MappingProxyType(collect(Server))

@@ -25,8 +25,17 @@ import os
 import signal
 from collections.abc import Callable
 
-#: The signals a server handles itself.
+# The one table of which signal does what (the README's signal table says it for users).
+#: Handled by the server process: stop (TERM, QUIT graceful; INT fast), reload (HUP), reap (CHLD).
 HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD)
+#: Sent by operators and their tools (logrotate's USR1, a terminal's WINCH, a stray
+#: ALRM, TTIN/TTOU): never fatal.  The server process logs and ignores each unless a
+#: personality handles it (PreForkSimple: TTIN/TTOU resize the pool); children ignore them
+#: unless sig_passthrough forwards them, in which case the handler decides.
+IGNORED = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGALRM, signal.SIGTTIN, signal.SIGTTOU)
+#: Fatal by default, sent by the system rather than by hand (power failure, CPU limit,
+#: profiling timers, async I/O): the server process stops gracefully, so no pid file is left.
+STOP_TOO = (signal.SIGPWR, signal.SIGXCPU, signal.SIGVTALRM, signal.SIGPROF, signal.SIGIO)
 
 
 class Signals:
@@ -47,7 +56,7 @@ class Signals:
         return self.read_fd
 
     def install(self, signums: tuple[int, ...] | list[int],
-                on_signal: Callable[[int], None] | None = None) -> None:
+                on_signal: Callable[[int], None] | None = None, ignore: tuple[int, ...] = ()) -> None:
         self.close()
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
@@ -58,9 +67,11 @@ class Signals:
             _signal.signal(signum, self._handler)
             self.installed.append(signum)
         _signal.signal(signal.SIGPIPE, _signal.SIG_IGN)
+        for signum in ignore:
+            _signal.signal(signum, _signal.SIG_IGN)
         # A HUP re-exec blocks these across exec (the mask survives it): with
         # the handlers in place, let any queued HUP or TERM in now.
-        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, signums)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, list(signums))
 
     def _handler(self, signum: int, frame: object) -> None:
         if self.on_signal is not None:

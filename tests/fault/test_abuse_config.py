@@ -30,12 +30,11 @@ from hypothesis import strategies as st
 
 from netserver import config
 from netserver.errors import ConfigError
-from netserver.options import option_table
 from netserver.personalities import PreForkSimple
 from support import procs
 from support.clients import free_port, port_is_free
 
-TABLE = option_table(PreForkSimple.declared_options)
+TABLE = PreForkSimple.option_table()
 FOREIGN = PreForkSimple.foreign_options()
 CONF = "bad.conf"
 SIGNALS_REFUSED = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}

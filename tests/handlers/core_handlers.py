@@ -26,7 +26,7 @@ class Named(Single):
 class Counted(PreForkSimple):
     """Declares its own option: greeting_count."""
 
-    declared_options = PreForkSimple.declared_options + (
+    declared_options = (
         Option("greeting_count", integer(1, 10), 1, "How many greetings to send. Default 1.", metavar="N"),
     )
 

@@ -14,10 +14,9 @@ import pytest
 
 from netserver import config
 from netserver.errors import ConfigError, ExitCode
-from netserver.options import option_table
 from netserver.personalities import PreForkSimple, Single
 
-TABLE = option_table(PreForkSimple.declared_options)
+TABLE = PreForkSimple.option_table()
 
 from support.seed import SEED_CONF  # noqa: E402
 
@@ -436,9 +435,8 @@ def test_a_bad_value_is_refused_even_where_a_higher_source_overrides_it():
     from netserver import PreForkSimple
     from netserver.config import Raw, layer
     from netserver.errors import ConfigError
-    from netserver.options import option_table
 
-    table = option_table(PreForkSimple.declared_options)
+    table = PreForkSimple.option_table()
     cli = [Raw("max_servers", "3", "command line")]
     conf = [Raw("max_servers", "lots", "server.conf:4")]
     with pytest.raises(ConfigError) as caught:

@@ -1,19 +1,18 @@
-"""The child side of PreForkSimple: boot, the accept loop, leaving.
+"""The child side of the pre-forking personalities: the accept loop, dequeue.
 
-Kept apart from the parent's supervision so each side reads on its own.  A
-child blocks signals across the fork (the parent did), resets the parent's
-handlers and wakeup pipe, closes every fd only the parent needs, opens its own
-accept-lock description, chroots and drops privileges, sets its parent-death
-signal and checks that the parent is still the one it was forked from; only
-then does it unblock signals and run user code.
+The supervisor boots a child (signals, fds, lock, privileges, parent-death
+signal, ``child_init_hook``) and then calls ``child_main``.  An idle child
+waits in epoll on its non-blocking listeners, its wakeup fd and the
+parent-death pipe, so HUP or the parent's death ends it promptly.  Signal
+handlers only record, except while a request runs: TERM then abandons it
+(Net::Server's behaviour, which admins rely on) and HUP closes the child's
+listener fds at once so a stopping server refuses new connections.
+Nothing ever interrupts the accept itself, so no accepted connection is
+dropped by a signal.
 
-An idle child waits in epoll on its non-blocking listeners, its wakeup fd
-and the parent-death pipe, so HUP or the parent's death ends it promptly.
-Signal handlers only record, except while a request runs: TERM then
-abandons it (Net::Server's behaviour, which admins rely on) and HUP closes
-the child's listener fds at once so a stopping server refuses new
-connections.  Nothing ever interrupts the accept itself, so no accepted
-connection is dropped by a signal.
+The loop asks one question before each accept: ``self.draining`` (a stop,
+HUP, the parent's death, max_requests, ``done()``), and reports through
+``self.status`` (the scoreboard slot): idle, busy with whom.
 """
 
 from __future__ import annotations
@@ -22,75 +21,33 @@ import os
 import select
 import signal
 
-from .. import daemon, serialize
-from ..server import StopServer
-from ..signals import restore
+from .. import serialize, status
 
 
 class PreForkChild:
-    """Mixin for PreForkSimple: everything that runs in a child process."""
+    """Mixin for the pre-forking personalities: everything that runs in a child process."""
 
-    _hup = False
-    _parent_gone = False
-
-    def run_child(self, kind: str, ready_write: int) -> int:
-        """Everything a child does; its caller ends in os._exit."""
-        self.is_child = True
-        self.is_dequeue = kind == "dequeue"
-        self.signals.reset_in_child()
-        for fd in (*self._parent_fds, *self.ready_fds):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._parent_fds = set()
-        self.ready_fds = []
-        self.selector = None
-        self.children.clear()
-        if self.pid_file is not None:
-            self.pid_file.close_in_child()
+    def child_main(self, kind: str, ready_write: int) -> None:
         if self.is_dequeue:
-            self.lock.close_in_child()
-        else:
-            self.lock.child_init()
-        daemon.drop_privileges(self.identity, self.options.chroot)
-        daemon.set_parent_death_signal(signal.SIGHUP)
-        if os.getppid() != self.parent_pid:
-            return 0
-        self.signals.install((signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT), self.on_child_signal)
-        self.lock.wakeup_fd = self.signals.read_fd
-        restore(set())
+            self.dequeue()
+            return
+        self.status.idle()
+        os.write(ready_write, status.READY)
         try:
-            self.child_init_hook()
-            if self.is_dequeue:
-                self.dequeue()
-            else:
-                os.write(ready_write, b"R")
-                self.child_loop()
-        except StopServer:
-            pass
+            self.child_loop()
         finally:
-            self.close_listeners()
-            self.child_finish_hook()
-        return 0
+            try:
+                os.write(ready_write, status.LEAVING)  # the parent forks our replacement now
+            except OSError:
+                pass  # the parent is gone
 
-    def on_child_signal(self, signum: int) -> None:
-        if signum == signal.SIGHUP:
-            self._hup = True
-            if self._in_request:
-                self.close_listeners()  # refuse new connections now; the kernel keeps the parent's
-        elif signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-            self._stop_requested = True
-            if self._in_request:
-                raise StopServer(signum)
-
-    def _child_flags(self) -> bool:
+    def _child_flags(self) -> None:
+        # The wakeup fd carries every signal (a user's USR1 too): only ours end the loop.
         for signum in self.signals.take():
             if signum == signal.SIGHUP:
-                self._hup = True
+                self.draining = True
             elif signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-                self._stop_requested = True
-        return self._hup or self._stop_requested or self._parent_gone
+                self.draining = self._stop_requested = True
 
     def child_loop(self) -> None:
         exclusive = select.EPOLLEXCLUSIVE if self.lock.name == "none" else 0
@@ -105,11 +62,10 @@ class PreForkChild:
         poller.register(death, select.EPOLLIN)
         limit = self.options.max_requests
         lock = self.lock
-        while not limit or self.requests < limit:
-            # Flags set by the Python-level handler; a signal not yet seen here
-            # leaves a byte in the wakeup fd, which ends the poll below at once.
-            if self._hup or self._stop_requested or self._parent_gone:
-                break
+        report = self.status
+        while not self.draining:
+            # Flags are set by the Python-level handler; a signal not yet seen
+            # there leaves a byte in the wakeup fd, which ends the poll at once.
             try:
                 if not lock.acquire():
                     self._child_flags()  # drain the wakeup fd so the next acquire can block
@@ -125,10 +81,13 @@ class PreForkChild:
                 while ready is None:
                     events = poller.poll()
                     if any(fd == death for fd, _ in events):
-                        self._parent_gone = True
+                        self.draining = True
                         lock.parent_gone()
-                    if any(fd == wakeup for fd, _ in events) and self._child_flags() or self._parent_gone:
                         break
+                    if any(fd == wakeup for fd, _ in events):
+                        self._child_flags()
+                        if self.draining:
+                            break
                     for fd, _ in events:
                         ready = by_fd.get(fd)
                         if ready is not None:
@@ -139,9 +98,11 @@ class PreForkChild:
                 continue
             client = self.accept_from(ready)
             if client is not None:
+                report.busy(client.peeraddr, client.peerport)
                 self.run_client_connection(client)
-                if self.done():
-                    break
+                report.idle()
+                if (limit and self.requests >= limit) or self.done():
+                    self.draining = True
         poller.close()
 
     # ------------------------------------------------------------ dequeue

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import signal
 
-from .. import daemon, restart
+from .. import daemon
 from ..server import Server, StopServer
+from ..signals import IGNORED, STOP_TOO
 
 
 class Single(Server):
@@ -26,18 +27,18 @@ class Single(Server):
 
     def post_bind(self) -> None:
         super().post_bind()
-        self.signals.install((signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT), self.on_signal)
+        self.signals.install((signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, *IGNORED, *STOP_TOO),
+                             self.on_signal)
         daemon.drop_privileges(self.identity, self.options.chroot)
 
     def loop(self) -> None:
         for listener in self.listeners:
             listener.sock.setblocking(False)
-            self.watch_fd(listener.fileno(), lambda listener=listener: self._serve(listener))
-        self.watch_fd(self.signals.fileno(), self.dispatch_signals)
+            self.events.watch(listener.fileno(), lambda listener=listener: self._serve(listener))
+        self.events.watch(self.signals.fileno(), self.dispatch_signals)
         self.notify_ready()
         while not self.stopping:
-            self.run_events(1.0)
-            restart.expire(self)
+            self.events.run_once()
 
     def _serve(self, listener) -> None:
         client = self.accept_from(listener)

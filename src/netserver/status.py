@@ -1,0 +1,205 @@
+"""What children tell the parent: a pipe for events, a scoreboard for state.
+
+The pipe carries two one-byte events, READY (the child entered its loop: it
+booted) and LEAVING (it stopped taking work and is about to exit), and its
+EOF says the child is gone; the parent's selector wakes on them.
+
+The scoreboard is shared memory with one fixed-size slot per child: pid,
+state (booting, idle, busy, dequeue, leaving), connections served, the
+current client, since when, and a progress counter a long request may bump.
+A child writes its own slot with ``struct.pack_into`` on the mapping: no
+system call, so reporting "busy with 10.0.0.5:4711" costs a connection
+about a microsecond.  The parent reads it for PreFork's spare-server
+decisions, the watchdog and the status views.
+
+It is a trust boundary: children run unprivileged and may be compromised,
+the parent may be root.  The parent reads a slot only as numbers it
+bounds-checks (an unknown state reads as "unknown"), and never acts on a
+pid read from here: it looks the slot up from its own child table, and a
+slot whose pid differs from the one it forked there is ignored (Apache's
+CVE-2007-3304 and CVE-2019-0211 came from trusting the scoreboard).
+
+The mapping is a memfd, so it can cross a HUP re-exec like the listeners:
+the new image adopts it, the previous generation's children keep writing
+their slots, and the new one takes free slots.  It grows (``ftruncate`` and
+a new mapping in the parent) when the pool outgrows it; a child keeps the
+mapping it was forked with, which always covers its own slot.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import time
+
+READY = b"R"
+LEAVING = b"L"
+
+FREE, BOOTING, IDLE, BUSY, DEQUEUE, LEAVING_STATE = range(6)
+STATE_NAMES = ("free", "booting", "idle", "busy", "dequeue", "leaving")
+
+# pid, state, client port, requests, progress, since (monotonic), client address (text).
+_SLOT = struct.Struct("=iBxHIId46s")
+SLOT_SIZE = 72  # _SLOT.size (70) rounded up to a multiple of 8, so every slot starts aligned
+_STATE = struct.Struct("=B")
+_BUSY = struct.Struct("=BxHIId46s")  # state .. client: one write when a connection starts
+_IDLE = struct.Struct("=BxHIId")  # state, port 0, requests, progress, since
+_PROGRESS = struct.Struct("=I")
+_STATE_AT, _REQUESTS_AT, _PROGRESS_AT = 4, 8, 12
+
+
+class Slot:
+    """One slot as the parent read it (already bounds-checked)."""
+
+    __slots__ = ("index", "pid", "state", "requests", "progress", "since", "client")
+
+    def __init__(self, index: int, pid: int, state: int, requests: int, progress: int, since: float,
+                 client: str) -> None:
+        self.index = index
+        self.pid = pid
+        self.state = state
+        self.requests = requests
+        self.progress = progress
+        self.since = since
+        self.client = client
+
+    @property
+    def state_name(self) -> str:
+        return STATE_NAMES[self.state] if 0 <= self.state < len(STATE_NAMES) else "unknown"
+
+    def __repr__(self) -> str:
+        return f"<Slot {self.index} pid {self.pid} {self.state_name} {self.requests} served>"
+
+
+class Scoreboard:
+    """PARENT: ``create(slots)`` or ``adopt(fd)``; ``claim()``/``release(i)`` slots; ``read(i)``.
+
+    CHILD: ``reporter(i)`` returns the writer for its own slot.  ``export()``
+    hands the memfd across a HUP re-exec.  The constructor does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.slots = 0
+        self._map: mmap.mmap | None = None
+        self._used: set[int] = set()
+
+    def create(self, slots: int) -> None:
+        self.fd = os.memfd_create("netserver-scoreboard", os.MFD_CLOEXEC)
+        self._resize(max(slots, 1))
+
+    def adopt(self, fd: int, used: set[int]) -> None:
+        """The previous image's board: its children still write to their slots."""
+        os.set_inheritable(fd, False)
+        self.fd = fd
+        self._map = None
+        self.slots = 0
+        self._resize(os.fstat(fd).st_size // SLOT_SIZE)
+        self._used = {index for index in used if 0 <= index < self.slots}
+
+    def _resize(self, slots: int) -> None:
+        if slots * SLOT_SIZE > os.fstat(self.fd).st_size:
+            os.ftruncate(self.fd, slots * SLOT_SIZE)
+        if self._map is not None:
+            self._map.close()
+        self._map = mmap.mmap(self.fd, slots * SLOT_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.slots = slots
+
+    def export(self) -> str:
+        os.set_inheritable(self.fd, True)
+        return str(self.fd)
+
+    def claim(self, pid_hint: int = 0) -> int:
+        """A free slot for a child about to be forked, marked booting; grows the board when full."""
+        free = next((index for index in range(self.slots) if index not in self._used), None)
+        if free is None:
+            free = self.slots
+            self._resize(self.slots * 2)
+        self._used.add(free)
+        assert self._map is not None
+        _SLOT.pack_into(self._map, free * SLOT_SIZE, pid_hint, BOOTING, 0, 0, 0, time.monotonic(), b"")
+        return free
+
+    def assign(self, index: int, pid: int) -> None:
+        """Record the forked pid in its slot (the parent's own record, not the child's)."""
+        assert self._map is not None
+        struct.pack_into("=i", self._map, index * SLOT_SIZE, pid)
+
+    def release(self, index: int) -> None:
+        if index in self._used and self._map is not None:
+            self._used.discard(index)
+            _SLOT.pack_into(self._map, index * SLOT_SIZE, 0, FREE, 0, 0, 0, 0.0, b"")
+
+    def read(self, index: int) -> Slot | None:
+        if self._map is None or not 0 <= index < self.slots:
+            return None
+        pid, state, port, requests, progress, since, client = _SLOT.unpack_from(self._map, index * SLOT_SIZE)
+        if not 0 <= state < len(STATE_NAMES):
+            state = -1
+        if since != since or since < 0:  # NaN or nonsense from a child we do not trust
+            since = 0.0
+        address = client.split(b"\0", 1)[0].decode("ascii", "replace") if state == BUSY else ""
+        return Slot(index, pid, state, requests, progress, since, f"{address}:{port}" if address else "")
+
+    def reporter(self, index: int) -> Reporter:
+        assert self._map is not None
+        return Reporter(self._map, index * SLOT_SIZE)
+
+    def close_in_child(self) -> None:
+        """A child keeps only the mapping (for its reporter); the fd is the parent's."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Reporter:
+    """CHILD: writes its own slot.  Every method is one ``pack_into``: no system call."""
+
+    __slots__ = ("_map", "_offset", "requests", "progress")
+
+    def __init__(self, mapping: mmap.mmap, offset: int) -> None:
+        self._map = mapping
+        self._offset = offset
+        self.requests = 0
+        self.progress = 0
+
+    def state(self, state: int) -> None:
+        _STATE.pack_into(self._map, self._offset + _STATE_AT, state)
+
+    def idle(self) -> None:
+        _IDLE.pack_into(self._map, self._offset + _STATE_AT, IDLE, 0, self.requests, self.progress,
+                        time.monotonic())
+
+    def busy(self, address: str, port: int) -> None:
+        self.requests += 1
+        _BUSY.pack_into(self._map, self._offset + _STATE_AT, BUSY, port, self.requests, self.progress,
+                        time.monotonic(), address.encode("ascii", "replace"))
+
+    def tick(self) -> None:
+        """A long request says it is still making progress (read by the watchdog)."""
+        self.progress = (self.progress + 1) & 0xFFFFFFFF
+        _PROGRESS.pack_into(self._map, self._offset + _PROGRESS_AT, self.progress)
+
+
+class NullReporter:
+    """Where there is no scoreboard (Single, a dequeue child): the same calls, nothing written."""
+
+    requests = 0
+    progress = 0
+
+    def state(self, state: int) -> None: ...
+    def idle(self) -> None: ...
+
+    def busy(self, address: str, port: int) -> None:
+        self.requests += 1
+
+    def tick(self) -> None: ...
