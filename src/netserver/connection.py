@@ -43,6 +43,8 @@ class _SocketRaw(io.RawIOBase):
         self.deadline = 0.0  # set while a line is being read
         self.reads = 0
         self.shortened = False
+        self.received = 0  # bytes ever received; LineReader counts those it handed out
+        self.idle = False  # waiting for the first byte of a line with nothing buffered
 
     def readable(self) -> bool:
         return True
@@ -64,8 +66,10 @@ class _SocketRaw(io.RawIOBase):
             count = self._recv_into(buffer)
         except BlockingIOError:
             raise TimeoutError("timed out reading from the client") from None
+        self.idle = False
         if not count:
             self.at_eof = True
+        self.received += count
         return count
 
     def end_line(self) -> None:
@@ -88,9 +92,20 @@ def _set_receive_timeout(sock: socket.socket, seconds: float) -> None:
 
 
 class LineReader(io.BufferedReader):
-    """A buffered reader whose ``readline`` and iteration stop at a limit."""
+    """A buffered reader whose ``readline`` and iteration stop at a limit.
+
+    It also knows when its connection is idle: waiting for the first byte of
+    a new line with nothing buffered (every byte received has been handed
+    out as a line).  A graceful stop or a HUP ends an idle connection at once
+    and a busy one at its next idle point: ``close_when_idle`` makes
+    ``readline`` return EOF there.  Bytes taken with ``read()`` are not
+    counted, so a connection read that way never looks idle: it stays in
+    flight until its handler returns, the safe side.
+    """
 
     max_line_length = 65536
+    close_when_idle = False
+    consumed = 0
 
     def readline(self, size: int | None = -1) -> bytes:  # type: ignore[override]
         # The per-line path of every line protocol: plain attribute work and
@@ -100,8 +115,15 @@ class LineReader(io.BufferedReader):
         if size is not None and 0 <= size <= limit:
             ask = size
         raw = self.raw
+        if raw.received == self.consumed:
+            if self.close_when_idle:
+                return b""
+            raw.idle = True
         if not raw.timeout:
-            line = _buffered_readline(self, ask)
+            try:
+                line = _buffered_readline(self, ask)
+            finally:
+                raw.idle = False
         else:
             raw.deadline = _monotonic() + raw.timeout
             raw.reads = 0
@@ -109,8 +131,10 @@ class LineReader(io.BufferedReader):
                 line = _buffered_readline(self, ask)
             finally:
                 raw.deadline = 0.0
+                raw.idle = False
                 if raw.shortened:
                     raw.end_line()
+        self.consumed += len(line)
         if len(line) > limit:
             raise LineTooLong(f"line longer than {limit} bytes")
         return line
@@ -197,6 +221,21 @@ class Connection:
 
     def send(self, data: bytes) -> int:
         return self.wfile.write(data)
+
+    def close_when_idle(self) -> None:
+        """End the connection at its next idle point: now, if it is idle.
+
+        Called from a signal handler (a graceful stop, a HUP).  A reader
+        blocked in recv for the first byte of a line gets EOF from the
+        shutdown as soon as the handler returns (PEP 475 retries the recv),
+        so the handler's loop ends normally and the client sees a clean FIN.
+        """
+        self.rfile.close_when_idle = True
+        if self._raw.idle:
+            try:
+                self.sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
 
     def close(self) -> None:
         """Shut down for writing, drain what the client already sent, close.
@@ -286,6 +325,9 @@ class Datagram:
 
     def flush(self) -> None:
         pass
+
+    def close_when_idle(self) -> None:
+        """A datagram is answered at once: nothing is ever idle."""
 
     def close(self) -> None:
         """The listening socket is shared: nothing to close."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import sys
 import time
@@ -29,9 +30,6 @@ from .log import Log, make_sink
 from .options import BASE_OPTIONS, Option, collect
 from .signals import IGNORED, STOP_TOO, Signals, signal_name
 from .status import NullReporter
-
-STOP_SIGNALS = (15, 2, 3)  # TERM, INT, QUIT
-
 
 class StopServer(BaseException):
     """Raised from a signal handler to abandon the current request and stop.
@@ -129,6 +127,8 @@ class Server:
         #: The one question a serving loop asks before each accept or request:
         #: stop taking work (a stop, HUP, the parent's death, max_requests).
         self.draining = False
+        #: The connection being served (None between connections): what a stop may close.
+        self.client: Connection | Datagram | None = None
         self._in_request = False
         self._stop_requested = False
         self._closed = False
@@ -307,11 +307,22 @@ class Server:
 
     # ------------------------------------------------------------- signals
     def on_signal(self, signum: int) -> None:
-        """Python-level handler: only the TERM-while-busy case acts at once."""
-        if signum in STOP_SIGNALS:
-            self._stop_requested = True
+        """Python-level handler (Single): INT abandons the request; TERM, QUIT close an idle client."""
+        if signum == signal.SIGINT:
+            self.draining = self._stop_requested = True
             if self._in_request:
                 raise StopServer(signum)
+        elif signum in (signal.SIGTERM, signal.SIGQUIT):
+            self.draining = True
+            self.close_idle_client()
+        elif signum == signal.SIGHUP:
+            self.close_idle_client()  # the re-exec waits for the loop, which waits for this client
+
+    def close_idle_client(self) -> None:
+        """A graceful stop or a HUP: the current client ends at its next idle point."""
+        client = self.client
+        if client is not None:
+            client.close_when_idle()
 
     def dispatch_signals(self) -> None:
         for signum in self.signals.take():
@@ -376,6 +387,7 @@ class Server:
         self.requests += 1
         ok = False
         try:
+            self.client = client
             self._in_request = True
             if self._stop_requested:
                 raise StopServer(15)
@@ -400,6 +412,7 @@ class Server:
             self.log(1, "process_request failed for %s", self._peer(client), exc_info=True)
         finally:
             self._in_request = False
+            self.client = None
             self.post_process_request(client)               # close the client
         self.post_client_connection_hook(client)            # user
 

@@ -316,6 +316,7 @@ class Supervisor(Server):
         if signum == signal.SIGHUP:
             if self._in_request:
                 self.close_listeners()  # refuse new connections now; the kernel keeps the parent's
+                self.close_idle_client()
         else:
             self._stop_requested = True
             if self._in_request:

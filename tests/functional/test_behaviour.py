@@ -129,6 +129,69 @@ def test_int_and_quit_stop_with_status_zero(start, signame):
     assert server.wait_exit(10) == 0
 
 
+# The stop table (README "Stopping"): what each signal does to idle and in-flight clients.
+def _long_grace(start):
+    # A stop that waited for graceful_timeout would show; Single has no such option.
+    return () if start.personality == "Single" else ("--graceful_timeout", "20")
+
+
+def _idle_client(server):
+    sock = connect(server.addr, timeout=8)
+    sock.sendall(b"hi\n")
+    assert read_line(sock) == b"hi\n"
+    return sock  # now waiting in client.rfile for a new line: idle
+
+
+def test_term_closes_an_idle_persistent_client_at_once(start):
+    server = start("--handler", "echo:Persistent", *_long_grace(start))
+    with _idle_client(server) as sock:
+        stopped = time.monotonic()
+        server.signal(signal.SIGTERM)
+        assert read_all(sock) == b""  # a clean FIN: a reset would raise here
+        assert time.monotonic() - stopped < 5
+    assert server.wait_exit(5) == 0
+    assert "finish hook ran" in server.log()
+
+
+def test_term_lets_a_request_in_flight_finish(start):
+    server = start("--handler", "echo:Persistent", *_long_grace(start))
+    with connect(server.addr, timeout=8) as sock:
+        sock.sendall(b"slow\n")
+        time.sleep(0.4)
+        server.signal(signal.SIGTERM)
+        assert read_line(sock) == b"done\n"
+        assert read_all(sock) == b""  # then it is idle, and closed
+    assert server.wait_exit(5) == 0
+
+
+def test_int_abandons_a_request_in_flight_and_runs_the_finish_hook(start):
+    server = start("--handler", "echo:Persistent", *_long_grace(start))
+    with connect(server.addr, timeout=8) as sock:
+        sock.sendall(b"slow\n")
+        time.sleep(0.4)
+        stopped = time.monotonic()
+        server.signal(signal.SIGINT)
+        try:
+            assert read_all(sock) == b""
+        except ConnectionResetError:
+            pass  # abandoned with the request unread: a reset is allowed for the fast stop
+        assert time.monotonic() - stopped < 1.4  # before the request would have answered
+    assert server.wait_exit(5) == 0
+    assert "finish hook ran" in server.log()
+
+
+def test_hup_closes_an_idle_persistent_client_at_once(start):
+    server = start("--handler", "echo:Persistent", *_long_grace(start))
+    with _idle_client(server) as sock:
+        hupped = time.monotonic()
+        server.signal(signal.SIGHUP)
+        assert read_all(sock) == b""
+        assert time.monotonic() - hupped < 5
+    procs.wait_until(lambda: "Ready: READY" in server.log().split("Re-exec server during HUP")[-1], 15,
+                     message="readiness after the restart")
+    assert talk(server.addr, b"again\n") == b"again\n"
+
+
 def test_hup_restarts_in_place_keeping_the_socket(start):
     server = start("--handler", "echo:Pid")
     inode = _socket_inodes(server.pid)

@@ -74,3 +74,25 @@ class ListenEnv:
     def process_request(self, client):
         names = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
         client.wfile.write((repr([os.environ.get(name) for name in names]) + "\n").encode())
+
+
+class Persistent:
+    """A line service for stop tests: 'slow' answers 'done' after 1.5 s, anything else is echoed.
+
+    child_finish_hook (and, for Single, pre_server_close_hook) logs a line, so a
+    test can see that it ran.
+    """
+
+    def process_request(self, client):
+        for line in client.rfile:
+            if line.strip() == b"slow":
+                time.sleep(1.5)
+                client.wfile.write(b"done\n")
+            else:
+                client.wfile.write(line)
+
+    def child_finish_hook(self):
+        self.log(2, "finish hook ran in %d", os.getpid())
+
+    def pre_server_close_hook(self):
+        self.log(2, "finish hook ran in %d", os.getpid())

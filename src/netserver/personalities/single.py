@@ -18,8 +18,8 @@ from ..signals import IGNORED, STOP_TOO
 class Single(Server):
     """Serve connections one at a time in the server process itself.
 
-    Signals: TERM, INT, QUIT stop the server (a request in progress is
-    abandoned); HUP validates the configuration and re-execs in place,
+    Signals: TERM, QUIT stop after the current connection (an idle client is
+    closed at once); INT stops at once, abandoning a request in progress; HUP validates the configuration and re-execs in place,
     keeping the listening sockets; PIPE is ignored.
     """
 
@@ -41,6 +41,8 @@ class Single(Server):
             self.events.run_once()
 
     def _serve(self, listener) -> None:
+        if self.draining:
+            return  # a stop arrived with this connection: leave it to the kernel's queue
         client = self.accept_from(listener)
         if client is None:
             return
