@@ -31,6 +31,7 @@ from .options import BASE_OPTIONS, Option, collect
 from .signals import IGNORED, STOP_TOO, Signals, signal_name
 from .status import NullReporter
 
+
 class StopServer(BaseException):
     """Raised from a signal handler to abandon the current request and stop.
 

@@ -19,8 +19,9 @@ class Single(Server):
     """Serve connections one at a time in the server process itself.
 
     Signals: TERM, QUIT stop after the current connection (an idle client is
-    closed at once); INT stops at once, abandoning a request in progress; HUP validates the configuration and re-execs in place,
-    keeping the listening sockets; PIPE is ignored.
+    closed at once); INT stops at once, abandoning a request in progress;
+    HUP validates the configuration and re-execs in place, keeping the
+    listening sockets; PIPE is ignored.
     """
 
     personality = "Single"
