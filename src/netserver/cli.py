@@ -17,7 +17,7 @@ import os
 import sys
 
 from .errors import ConfigError, ExitCode, NetServerError
-from .options import format_help
+from .options import OptionClash, format_help
 from .personalities import PERSONALITIES, PreForkSimple, find
 from .server import Server
 
@@ -98,7 +98,11 @@ def build_class(handler: str | None, server_type: str | None) -> type[Server]:
         raise ConfigError("handler", handler, "command line",
                           "is not a class with a process_request(self, client) method")
     base = personality or DEFAULT_PERSONALITY
-    return type(target.__name__, (target, base), {"__module__": target.__module__})
+    try:
+        return type(target.__name__, (target, base), {"__module__": target.__module__})
+    except OptionClash as clash:
+        raise ConfigError("handler", handler, "command line", f"cannot be combined with {base.personality}: "
+                          f"{clash}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -312,24 +312,29 @@ class OptionClash(TypeError):
 def collect(cls: type) -> dict[str, Option]:
     """The option table of ``cls``: every ``declared_options`` along its MRO, bases first.
 
-    A declaration from a subclass of the class that declared the name first
-    replaces it; the same declaration met again (a mixin listed twice, an old
-    style ``Base.declared_options + (...)``) changes nothing.  Anything else
-    is a clash: neither class can know which meaning the server should get.
+    For each name the declaration that wins is the one from a class that is
+    a subclass of every class declaring the name differently (a personality
+    redeclaring a base's option, or the combining class settling a clash).
+    The same declaration met again (a mixin listed twice, an old-style
+    ``Base.declared_options + (...)``) changes nothing.  Anything else is a
+    clash: neither class can know which meaning the server should get.
     """
-    table: dict[str, Option] = {}
-    owners: dict[str, type] = {}
+    declarers: dict[str, list[tuple[type, Option]]] = {}
     for klass in reversed(cls.__mro__):
         for option in klass.__dict__.get("declared_options", ()):
-            known = table.get(option.name)
-            if known is not None and known != option and not issubclass(klass, owners[option.name]):
-                raise OptionClash(
-                    f"{cls.__qualname__}: option {option.name!r} is declared by both "
-                    f"{owners[option.name].__qualname__} and {klass.__qualname__}, differently; "
-                    f"redeclare it in {cls.__qualname__} to say which one it is")
-            if known is None or known != option:
-                owners[option.name] = klass
-            table[option.name] = option
+            declarers.setdefault(option.name, []).append((klass, option))
+    table: dict[str, Option] = {}
+    for name, found in declarers.items():
+        winner = next((option for klass, option in reversed(found)
+                       if all(other == option or issubclass(klass, owner) for owner, other in found)), None)
+        if winner is None:
+            (first, _), (second, _) = next((a, b) for a in found for b in found
+                                              if a[1] != b[1] and not issubclass(b[0], a[0])
+                                              and not issubclass(a[0], b[0]))
+            raise OptionClash(
+                f"{cls.__name__}: option {name!r} is declared by both {first.__name__} and "
+                f"{second.__name__}, differently; redeclare it in {cls.__name__} to say which one it is")
+        table[name] = winner
     return table
 
 
