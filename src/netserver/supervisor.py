@@ -33,7 +33,7 @@ from .children import Child, ChildTable, describe_status
 from .errors import BootFailure
 from .events import Timer
 from .server import Server, StopServer
-from .signals import HANDLED, IGNORED, block, restore, signal_name
+from .signals import HANDLED, IGNORED, STOP_TOO, block, restore, signal_name
 
 BOOT_FAILURE_LIMIT = 10
 BACKOFF_CAP = 5.0
@@ -129,7 +129,7 @@ class Supervisor(Server):
         self._old_waiting = bool(previous)
         self._death_read, self._death_write = os.pipe()
         self._parent_fds.add(self._death_write)
-        self.signals.install(HANDLED + IGNORED + self.passthrough, None)
+        self.signals.install(HANDLED + IGNORED + STOP_TOO + self.passthrough, None)
         self._parent_fds.update((self.signals.read_fd, self.signals.write_fd))
 
     def loop(self) -> None:

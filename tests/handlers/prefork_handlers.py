@@ -58,3 +58,26 @@ class DoneAfterBye(Hooks):
 
     def done(self):
         return self.said_bye
+
+
+class BoardDump(Hooks):
+    """The parent writes its scoreboard (its own children only) to $MARK_DIR/board on SIGUSR2."""
+
+    def handle_sigusr2(self, signum):
+        rows = []
+        for child in self.children:
+            slot = self.scoreboard.read(child.slot)
+            rows.append(f"{child.pid} {child.kind} {slot.state_name} {slot.requests} {slot.client or '-'}")
+        path = Path(os.environ["MARK_DIR"]) / "board"
+        path.write_text("\n".join(rows) + "\n")
+
+
+class ExecFails(PreForkSimple):
+    """Makes the HUP's exec fail: restart_close_hook (run after the check passed) removes the
+    execute bit from the interpreter the test started us with (a private copy)."""
+
+    def restart_close_hook(self):
+        os.chmod(os.environ["NETSERVER_TEST_PYTHON"], 0o644)
+
+    def process_request(self, client):
+        client.wfile.write(b"%d\n" % os.getpid())

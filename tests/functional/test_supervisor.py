@@ -1,0 +1,132 @@
+"""The supervisor's seams as a user and an operator see them: the scoreboard read by the
+parent, the pool size as runtime state (TTIN/TTOU), signals that must not kill, and the
+accept lock rebuilt as start-up built it after a failed HUP re-exec."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from support import needs_root, procs
+from support.clients import connect, read_line, talk
+
+ACCEPT_WAIT = "do_epoll_wait"
+
+
+@pytest.fixture
+def marks(tmp_path):
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    return folder
+
+
+def read_board(server, marks) -> dict[int, list[str]]:
+    board = marks / "board"
+    board.unlink(missing_ok=True)
+    server.signal(signal.SIGUSR2)
+    procs.wait_until(lambda: board.exists() and board.read_text().endswith("\n"), 5, message="the board dump")
+    return {int(row.split()[0]): row.split()[1:] for row in board.read_text().splitlines()}
+
+
+def test_the_parent_sees_each_child_idle_or_busy_with_its_client(serve, marks):
+    server = serve("--handler", "prefork_handlers:BoardDump", "--max_servers", "3", env={"MARK_DIR": str(marks)})
+    kids = server.wait_children(3)
+    assert {pid: row[:2] for pid, row in read_board(server, marks).items()} == \
+        {pid: ["server", "idle"] for pid in kids}
+    with connect(server.addr, timeout=10) as held:
+        held.sendall(b"sleep 3\n")
+        port = held.getsockname()[1]
+        busy = procs.wait_until(lambda: [pid for pid, row in read_board(server, marks).items() if row[1] == "busy"],
+                                5, message="a busy slot")
+        assert len(busy) == 1
+        assert read_board(server, marks)[busy[0]][2:] == ["1", f"127.0.0.1:{port}"]
+        assert int(read_line(held)) == busy[0]
+    procs.wait_until(lambda: read_board(server, marks)[busy[0]][1] == "idle", 5, message="the slot back to idle")
+    assert read_board(server, marks)[busy[0]] == ["server", "idle", "1", "-"]
+
+
+def test_ttin_and_ttou_move_the_pool_by_one_and_hup_restores_it(serve):
+    server = serve("--max_servers", "2")
+    server.wait_children(2)
+    server.signal(signal.SIGTTIN)
+    procs.wait_until(lambda: len(server.children()) == 3, 5, message="a third child")
+    assert "Received SIGTTIN: pool size 3 (max_servers 2; a HUP restores it)" in server.log()
+    for _ in range(3):
+        server.signal(signal.SIGTTOU)
+        time.sleep(0.3)
+    procs.wait_until(lambda: len(server.children()) == 1, 5, message="one child left")
+    assert "Received SIGTTOU: pool size 1" in server.log()
+    assert "pool size stays at 1" in server.log()
+    server.signal(signal.SIGHUP)
+    procs.wait_until(lambda: "Ready: READY" in server.log().split("Re-exec server during HUP")[-1], 15,
+                     message="the restart")
+    procs.wait_until(lambda: len(server.children()) == 2, 10, message="the configured two children")
+
+
+@pytest.mark.parametrize("server_type", ["PreForkSimple", "Single"])
+def test_operator_signals_are_logged_and_ignored_by_parent_and_children(serve, tmp_path, server_type):
+    pid_file = tmp_path / "s.pid"
+    extra = ["--max_servers", "2"] if server_type == "PreForkSimple" else []
+    server = serve("--server_type", server_type, "--pid_file", str(pid_file), *extra)
+    kids = server.wait_children(2) if server_type == "PreForkSimple" else []
+    names = ["SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGALRM"] + (["SIGTTIN", "SIGTTOU"] if server_type == "Single" else [])
+    for name in names:
+        for pid in [server.pid, *kids]:
+            os.kill(pid, getattr(signal, name))
+        procs.wait_until(lambda name=name: f"Received {name}: ignored" in server.log(), 5, message=name)
+    assert procs.alive(server.pid) and pid_file.exists()
+    assert sorted(server.children()) == sorted(kids)
+    assert b"Welcome" in talk(server.addr, b"quit\n")
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(10) == 0
+    assert not pid_file.exists()
+
+
+def test_a_system_stop_signal_stops_gracefully_and_removes_the_pid_file(serve, tmp_path):
+    pid_file = tmp_path / "s.pid"
+    server = serve("--max_servers", "2", "--pid_file", str(pid_file))
+    server.signal(signal.SIGPWR)
+    assert server.wait_exit(10) == 0
+    assert "Received SIGPWR: stopping as for SIGTERM" in server.log()
+    assert not pid_file.exists()
+
+
+def _semaphore_owners() -> dict[int, int]:
+    out = subprocess.run(["ipcs", "-s", "-c"], capture_output=True, text=True, timeout=10).stdout
+    owners = {}
+    for line in out.splitlines():
+        words = line.split()
+        if words and words[0].isdigit():
+            owners[int(words[0])] = words[4]  # semid perms cuid cgid uid gid
+    return owners
+
+
+@needs_root
+def test_a_failed_hup_exec_rebuilds_the_semaphore_for_the_childrens_user(serve, nstest, tmp_path):
+    python = tmp_path / "python3"
+    shutil.copy2(os.path.realpath(sys.executable), python)
+    env = {"NETSERVER_TEST_PYTHON": str(python), "PYTHONHOME": sys.base_prefix}
+    before = set(_semaphore_owners())
+    # The server runs on a private copy of the interpreter, so the handler can make its exec fail.
+    serve.command = lambda args, script=None: [str(python), "-m", "netserver", *args]
+    server = serve("--handler", "prefork_handlers:ExecFails", "--max_servers", "2", "--serialize", "semaphore",
+                   "--user", "nstest", env=env)
+    server.wait_children(2)
+    server.signal(signal.SIGHUP)
+    procs.wait_until(lambda: "keeping the running server" in server.log(), 15, message="the failed exec")
+    assert "Serialization restarted" in server.log()
+    new = {semid: uid for semid, uid in _semaphore_owners().items() if semid not in before}
+    assert new and set(new.values()) == {"nstest"}, new
+    for pid in server.children():  # the new lock is the one replacements use: they must boot and serve
+        os.kill(pid, signal.SIGKILL)
+    procs.wait_until(lambda: len(server.children()) == 2 and all(procs.wchan(p) for p in server.children()), 10,
+                     message="replacements on the rebuilt lock")
+    served = {int(talk(server.addr, b"\n")) for _ in range(6)}
+    assert served <= set(server.children()) and served
+    assert "failed to boot" not in server.log()
