@@ -216,6 +216,14 @@ def nstest() -> pwd.struct_passwd:
 
 
 @pytest.fixture
+def marks(tmp_path):
+    """A folder the handlers in tests/handlers/prefork_handlers.py leave marks in ($MARK_DIR)."""
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
 def serve(tmp_path):
     launcher = Launcher(tmp_path)
     yield launcher

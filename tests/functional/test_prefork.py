@@ -17,13 +17,6 @@ from support.clients import connect, read_all, read_line, talk
 ACCEPT_WAIT = "do_epoll_wait"
 
 
-@pytest.fixture
-def marks(tmp_path):
-    folder = tmp_path / "marks"
-    folder.mkdir()
-    return folder
-
-
 def lines(path):
     return path.read_text().splitlines() if path.exists() else []
 

@@ -16,15 +16,6 @@ import pytest
 from support import needs_root, procs
 from support.clients import connect, read_line, talk
 
-ACCEPT_WAIT = "do_epoll_wait"
-
-
-@pytest.fixture
-def marks(tmp_path):
-    folder = tmp_path / "marks"
-    folder.mkdir()
-    return folder
-
 
 def read_board(server, marks) -> dict[int, list[str]]:
     board = marks / "board"
