@@ -32,7 +32,11 @@ class Raw(NamedTuple):
     origin: str
 
 
-_CONF_LINE = re.compile(r"^(?:--)?([A-Za-z_][\w-]*)\s*(?:[=:]\s*|\s+|$)(.*)$")
+# The separator is "=" or ":" right after the key, or one standing alone between
+# spaces ("key = value"); after whitespace, an "=" or ":" that touches what follows
+# starts the value.  Net::Server took the first ":" anywhere, so "allow ::1" read
+# as ":1" and "host ::" as ":", which silently denied every IPv6 client.
+_CONF_LINE = re.compile(r"^(?:--)?([A-Za-z_][\w-]*)(?:[=:]|\s+[=:](?=\s|$)|(?=\s)|$)\s*(.*)$")
 _ESCAPED_HASH = "\0hash\0"
 
 
@@ -41,10 +45,11 @@ def normalise_key(key: str) -> str:
 
 
 def parse_conf_text(content: str, path: str) -> list[Raw]:
-    """Read ``key value`` / ``key=value`` / ``key: value`` lines.
+    """Read ``key value`` / ``key=value`` / ``key = value`` / ``key: value`` lines.
 
     ``#`` starts a comment unless escaped as ``\\#``; trailing whitespace is
-    trimmed (Net::Server kept it, which silently broke paths).
+    trimmed (Net::Server kept it, which silently broke paths).  ``allow ::1``
+    and ``host ::`` keep their colons (see ``_CONF_LINE``).
     """
     entries = []
     # Only \n ends a line: splitlines() also breaks at form feeds and other
@@ -89,9 +94,9 @@ def parse_argv(argv: Iterable[str], table: dict[str, Option], origin: str = "com
                foreign: dict[str, str] | None = None) -> list[Raw]:
     """``--key=value``, ``--key value``, ``--key-name value``; ``--flag`` alone means on.
 
-    A flag takes the next token as its value only when that token is a
-    boolean word, so ``--background --port 80`` works and ``--background
-    bogus`` is refused instead of being swallowed.
+    A flag takes the next token as its value unless that token is another
+    option, so ``--background --port 80`` works and ``--background bogus`` is
+    refused as a value that is not a boolean.
     """
     tokens = list(argv)
     entries: list[Raw] = []
@@ -106,11 +111,11 @@ def parse_argv(argv: Iterable[str], table: dict[str, Option], origin: str = "com
         key = normalise_key(key)
         option = table.get(key)
         if option is None:
-            raise unknown_option(key, token, origin, foreign)
+            raise unknown_option(key, token, origin, table, foreign)
         if not has_value:
             nxt = tokens[index] if index < len(tokens) else None
             if option.flag:
-                if nxt is not None and nxt.strip().lower() in {"0", "1", "yes", "no", "true", "false", "on", "off"}:
+                if nxt is not None and not nxt.startswith("--"):
                     value = nxt
                     index += 1
                 else:
@@ -124,10 +129,16 @@ def parse_argv(argv: Iterable[str], table: dict[str, Option], origin: str = "com
     return entries
 
 
-def unknown_option(key: str, given: str, origin: str, foreign: dict[str, str] | None) -> ConfigError:
+def unknown_option(key: str, given: str, origin: str, table: dict[str, Option],
+                   foreign: dict[str, str] | None) -> ConfigError:
     if foreign and key in foreign:
         return ConfigError(key, None, origin, f"is not valid for {foreign[key]}")
-    return ConfigError(None, given, origin, "is not a known option (see --help)")
+    # Imported here: only a mistyped option pays for difflib, never a start-up.
+    import difflib
+
+    close = difflib.get_close_matches(key, list(table), n=1)
+    hint = f"; did you mean {close[0]}?" if close else " (see --help)"
+    return ConfigError(None, given, origin, "is not a known option" + hint)
 
 
 def entries_from_mapping(mapping: dict[str, Any], origin: str) -> list[Raw]:
@@ -161,7 +172,7 @@ def layer(sources: list[list[Raw]], table: dict[str, Option],
         for raw in source:
             option = table.get(raw.name)
             if option is None:
-                raise unknown_option(raw.name, raw.name, raw.origin, foreign)
+                raise unknown_option(raw.name, raw.name, raw.origin, table, foreign)
             # Every value is checked, even one a higher source overrides: a conf file
             # with "max_servers lots" is wrong whatever the command line says.
             converted = convert(option, raw)

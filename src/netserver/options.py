@@ -299,6 +299,11 @@ PREFORK_SIMPLE_OPTIONS: tuple[Option, ...] = (
 )
 
 
+def all_options(cls: type) -> tuple[Option, ...]:
+    """Every option a server class accepts: the one way to ask, whatever the collection does."""
+    return cls.declared_options
+
+
 def option_table(declared: tuple[Option, ...]) -> dict[str, Option]:
     """Name -> Option, later declarations overriding earlier ones."""
     table: dict[str, Option] = {}

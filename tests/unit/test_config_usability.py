@@ -1,0 +1,105 @@
+"""Unit tests for what a new user hits first (issue 9): IPv6 values in conf files, a flag given a
+word that is not a boolean, a suggestion for a mistyped option, server_type and handler in a conf
+file, and the effective configuration that --check_config prints.
+
+Nothing here starts a server: sources go through ``config`` against a real option table, or
+through a Server subclass's ``configure()``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netserver import config
+from netserver.errors import ConfigError
+from netserver.options import all_options, option_table
+from netserver.personalities import PreForkSimple
+
+TABLE = option_table(all_options(PreForkSimple))
+EXAMPLE_CONF = Path(__file__).resolve().parents[2] / "examples" / "server.conf"
+
+
+def conf_values(line: str) -> dict:
+    return config.layer([config.parse_conf_text(f"# first\n{line}\n", "server.conf")], TABLE).values
+
+
+# --- item 2: the separator is never the first character of a value -------------------------------
+
+@pytest.mark.parametrize("line, name, expected", [
+    ("allow ::1", "allow", ("::1",)),
+    ("allow\t::1", "allow", ("::1",)),
+    ("allow ::ffff:127\\.0\\.0\\.1", "allow", (r"::ffff:127\.0\.0\.1",)),
+    ("host ::", "host", ("::",)),
+    ("host ::1", "host", ("::1",)),
+    ("host=::1", "host", ("::1",)),
+    ("host = ::1", "host", ("::1",)),
+    ("host: ::1", "host", ("::1",)),
+    ("host : ::", "host", ("::",)),
+    ("port :8080", "port", (":8080",)),
+    ("max_servers 8", "max_servers", 8),
+    ("max_servers=8", "max_servers", 8),
+    ("max_servers = 8", "max_servers", 8),
+    ("max_servers: 8", "max_servers", 8),
+    ("max_servers:8", "max_servers", 8),
+    ("max_servers  =  8", "max_servers", 8),
+    ("lock_file =/tmp/x", "lock_file", "=/tmp/x"),  # after a space, a touching "=" starts the value
+])
+def test_conf_separator_and_values_that_start_with_colons(line, name, expected):
+    assert conf_values(line)[name] == expected
+
+
+@pytest.mark.parametrize("line", ["max_servers =", "max_servers :", "max_servers:", "max_servers = # none"])
+def test_a_separator_without_a_value_still_needs_a_value(line):
+    with pytest.raises(ConfigError) as caught:
+        conf_values(line)
+    assert str(caught.value) == "max_servers: needs a value (server.conf:2)"
+
+
+def test_the_shipped_example_conf_allows_ipv6_loopback():
+    layered = config.layer([config.parse_conf_text(EXAMPLE_CONF.read_text(), "server.conf")], TABLE)
+    assert layered.values["allow"] == (r"127\.0\.0\.1", "::1")
+    assert layered.values["port"] == ("127.0.0.1:20203", "[::1]:20203")
+
+
+# --- item 15: a flag followed by a word that is not a boolean --------------------------------------
+
+@pytest.mark.parametrize("argv", [["--background", "bogus"], ["--background", "bogus", "--max_servers", "2"],
+                                  ["--reverse-lookups", "-1"]])
+def test_a_flag_given_a_word_that_is_no_boolean_says_it_needs_one(argv):
+    with pytest.raises(ConfigError) as caught:
+        config.layer([config.parse_argv(argv, TABLE)], TABLE)
+    name = argv[0][2:].replace("-", "_")
+    assert str(caught.value) == (f"{name}: {argv[1]!r} is not a boolean (use 1, 0, yes, no, true, false, "
+                                 "on or off) (command line)")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--background"], True),
+    (["--background", "--max_servers", "2"], True),
+    (["--background", "off"], False),
+    (["--max_servers", "2", "--background"], True),
+])
+def test_a_flag_alone_or_with_a_boolean_still_works(argv, expected):
+    assert config.layer([config.parse_argv(argv, TABLE)], TABLE).values["background"] is expected
+
+
+# --- item 10: did you mean ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("source, expected", [
+    (lambda: config.parse_argv(["--max_server", "8"], TABLE),
+     "'--max_server' is not a known option; did you mean max_servers? (command line)"),
+    (lambda: config.parse_argv(["--max-server=8"], TABLE),
+     "'--max-server=8' is not a known option; did you mean max_servers? (command line)"),
+    (lambda: config.layer([config.parse_conf_text("log_levle 3\n", "server.conf")], TABLE),
+     "'log_levle' is not a known option; did you mean log_level? (server.conf:1)"),
+    (lambda: PreForkSimple().configure([], {"graceful_timout": 3}),
+     "'graceful_timout' is not a known option; did you mean graceful_timeout? (run())"),
+    (lambda: config.parse_argv(["--bogus", "1"], TABLE), "'--bogus' is not a known option (see --help) (command line)"),
+])
+def test_an_unknown_option_gets_the_closest_known_one(source, expected):
+    with pytest.raises(ConfigError) as caught:
+        source()
+    assert str(caught.value) == expected
+    assert caught.value.exit_code == 2
