@@ -182,7 +182,7 @@ class Server(EventLoopMixin):
         options, origins = self.options, self.option_origins
         specs = listen.parse_ports(options.port, options.host, options.proto, options.ipv,
                                    origins["port"])
-        self.targets = [target for spec in specs for target in listen.resolve(spec)]
+        self.targets = [target for spec in specs for target in listen.resolve(spec, origins["host"])]
         self.identity = daemon.resolve_identity(options.user, options.group, origins)
         daemon.check_can_become(self.identity, options.chroot)
         self.access = AccessPolicy.compile(allow=options.allow, deny=options.deny,

@@ -128,7 +128,8 @@ def test_unresolvable_host_exits_1(serve, tmp_path):
     pid_file = tmp_path / "server.pid"
     result = serve.run("--port", "no-such-host.invalid:0", "--pid_file", str(pid_file),
                        "--log_file", str(tmp_path / "server.log"))
-    assert_failed_start(result, 1, ["no-such-host.invalid", "cannot resolve"], pid_file)
+    assert_failed_start(result, 1, ["port: 'no-such-host.invalid:0' (host 'no-such-host.invalid') cannot be resolved"],
+                        pid_file)
 
 
 def test_pid_file_that_is_a_symlink_exits_1_and_leaves_the_target(serve, tmp_path):
