@@ -24,7 +24,7 @@ from .access import AccessPolicy, Resolver, confirmed_hostname
 from .connection import Connection, Datagram, LineTooLong, timeval
 from .errors import ConfigError, ExitCode, NetServerError
 from .log import Log, make_sink
-from .options import BASE_OPTIONS, Option, option_table
+from .options import BASE_OPTIONS, Option, all_options, option_table
 from .signals import Signals, signal_name
 
 STOP_SIGNALS = (15, 2, 3)  # TERM, INT, QUIT
@@ -65,9 +65,10 @@ class Server(EventLoopMixin):
     """A network server: configure, bind, then serve connections.
 
     Caller API: ``Server(**options).run(argv=None, **options)``.  Without
-    ``argv`` it reads ``sys.argv`` and, on a configuration or start-up error,
-    prints one line to stderr and exits with the status of ``ExitCode``;
-    with ``argv`` (a list) it raises ``ConfigError``/``StartupError`` instead.
+    ``argv`` it reads ``sys.argv`` (``--help``/``-h``: print the help and exit 0)
+    and, on a configuration or start-up error, prints one line to stderr and
+    exits with the status of ``ExitCode``; with ``argv`` (a list) it raises
+    ``ConfigError``/``StartupError`` instead.
 
     Hooks (override in a subclass; every default does nothing unless said):
 
@@ -141,8 +142,14 @@ class Server(EventLoopMixin):
     # ------------------------------------------------------------------ lifecycle
     def run(self, argv: list[str] | None = None, **options: Any) -> None:
         embedded = argv is not None
+        args = list(argv) if embedded else sys.argv[1:]
+        if not embedded and ("--help" in args or "-h" in args):
+            from .usage import help_text  # only --help needs the text
+
+            print(help_text(type(self), os.path.basename(sys.argv[0] or "netserver")))
+            sys.exit(int(ExitCode.OK))
         try:
-            self._lifecycle(list(argv) if embedded else sys.argv[1:], options)
+            self._lifecycle(args, options)
         except NetServerError as error:
             self._report_failure(error)
             if embedded:
@@ -171,12 +178,33 @@ class Server(EventLoopMixin):
             self.server_close()              # children, listeners, pid file
 
     def configure(self, argv: list[str], run_options: dict[str, Any]) -> None:
-        table = option_table(self.declared_options)
+        table = option_table(all_options(type(self)))
         layered = config.build(table=table, constructor=self._constructor_options, argv=argv,
                                run_kwargs=run_options, default_values=self.default_values(),
                                foreign=self.foreign_options())
         self.options = config.freeze(layered.values)
         self.option_origins = layered.origins
+        self._check_class_options()
+
+    def _check_class_options(self) -> None:
+        """server_type and handler may only confirm the class, never ask for another one.
+
+        The netserver command builds its class from them before configuring;
+        a script's class is fixed, so a conf file naming another personality
+        is a mistake to point out, not a wish to ignore.
+        """
+        cls, options, origins = type(self), self.options, self.option_origins
+        if options.server_type is not None:
+            wanted = options.server_type.lower().removeprefix("net::server::")
+            mine = {klass.personality.lower() for klass in cls.__mro__
+                    if "personality" in vars(klass) and klass is not Server}
+            if wanted not in mine:
+                raise ConfigError("server_type", options.server_type, origins["server_type"],
+                                  f"names another personality than this server's: {cls.__name__} is a "
+                                  f"{cls.personality}")
+        if options.handler is not None and options.handler != getattr(cls, "handler_spec", None):
+            raise ConfigError("handler", options.handler, origins["handler"],
+                              f"is read by the netserver command only; this server's class is {cls.__name__}")
 
     def post_configure(self) -> None:
         options, origins = self.options, self.option_origins

@@ -15,7 +15,7 @@ import pytest
 from netserver import config
 from netserver.errors import ConfigError
 from netserver.options import all_options, option_table
-from netserver.personalities import PreForkSimple
+from netserver.personalities import PreForkSimple, Single
 
 TABLE = option_table(all_options(PreForkSimple))
 EXAMPLE_CONF = Path(__file__).resolve().parents[2] / "examples" / "server.conf"
@@ -103,3 +103,47 @@ def test_an_unknown_option_gets_the_closest_known_one(source, expected):
         source()
     assert str(caught.value) == expected
     assert caught.value.exit_code == 2
+
+
+# --- item 8: server_type and handler may only confirm the class -----------------------------------
+
+@pytest.mark.parametrize("cls, argv", [
+    (PreForkSimple, ["--server_type", "PreForkSimple"]),
+    (PreForkSimple, ["--server_type", "preforksimple"]),
+    (PreForkSimple, ["--server_type", "Net::Server::PreForkSimple"]),
+    (Single, ["--server_type", "Single"]),
+])
+def test_a_server_type_that_names_the_class_is_accepted(cls, argv):
+    server = cls()
+    server.configure(argv, {})
+    assert server.option_origins["server_type"] == "command line"
+
+
+class Policy(PreForkSimple):
+    pass
+
+
+def test_a_server_type_naming_another_personality_is_refused_naming_both(tmp_path):
+    conf = tmp_path / "policy.conf"
+    conf.write_text("max_servers 2\nserver_type Single\n")
+    with pytest.raises(ConfigError) as caught:
+        Policy().configure(["--conf_file", str(conf)], {})
+    assert str(caught.value) == ("server_type: 'Single' names another personality than this server's: "
+                                 f"Policy is a PreForkSimple ({conf}:2)")
+    assert caught.value.exit_code == 2
+
+
+def test_a_handler_in_a_scripts_conf_file_is_refused(tmp_path):
+    conf = tmp_path / "policy.conf"
+    conf.write_text("handler mymodule:Other\n")
+    with pytest.raises(ConfigError) as caught:
+        Policy().configure(["--conf_file", str(conf)], {})
+    assert str(caught.value) == ("handler: 'mymodule:Other' is read by the netserver command only; "
+                                 f"this server's class is Policy ({conf}:1)")
+
+
+def test_a_handler_that_names_the_class_built_from_it_is_accepted():
+    built = type("Built", (PreForkSimple,), {"handler_spec": "mymodule:Built"})
+    server = built()
+    server.configure(["--handler", "mymodule:Built"], {})
+    assert server.options.handler == "mymodule:Built"
