@@ -255,10 +255,61 @@ def build(*, table: dict[str, Option], constructor: dict[str, Any], argv: list[s
     return layer([ctor, cli, run, conf, defaults], table, foreign)
 
 
+def effective_lines(values: dict[str, Any], origins: dict[str, str], table: dict[str, Option]) -> list[str]:
+    """Every option a source set (even to its default), as conf-file lines naming the source.
+
+    ``--check_config`` prints these so that a user can see which source won.
+    Each value is written so that it reads back as the same value, and a
+    list option gets one line per item.
+    """
+    rows: list[tuple[str, str | None, str]] = []
+    for name, option in table.items():
+        if origins.get(name, "default") == "default" or name == "check_config":
+            continue
+        value = values[name]
+        if value is None:
+            rows.append((name, None, origins[name]))
+            continue
+        items = value if option.multi else (value,)
+        # A list's origin is its last item's line: for several items name only the file.
+        origin = re.sub(r":\d+$", "", origins[name]) if len(items) > 1 else origins[name]
+        for item in items:
+            rows.append((name, _conf_text(option, item).replace("#", "\\#"), origin))
+    width = max((len(name) for name, _, _ in rows), default=0)
+    shown_width = min(max((len(shown or "") for _, shown, _ in rows), default=0), 40)
+    lines = ["# options set by a source (all others are at their defaults); reads back as a conf file"]
+    for name, shown, origin in rows:
+        if shown is None:
+            lines.append(f"# {name} is unset ({origin})")
+        else:
+            lines.append(f"{name:<{width}}  {shown:<{shown_width}}  # {origin}")
+    return lines
+
+
+def _conf_text(option: Option, value: Any) -> str:
+    """The text that the option's parser turns back into ``value`` (a umask prints in octal)."""
+    if isinstance(value, bool):
+        candidates = ["1" if value else "0"]
+    elif isinstance(value, float) and value.is_integer():
+        candidates = [str(int(value))]
+    elif isinstance(value, int):
+        candidates = [str(value), f"{value:03o}"]
+    else:
+        candidates = [str(value)]
+    for text in candidates:
+        try:
+            back = option.convert(text)
+        except ValueError:
+            continue
+        if back == value or back == (value,):
+            return text
+    return candidates[0]
+
+
 def pair(values: tuple[Any, ...], index: int) -> Any:
     """host/proto/ipv pair with port by index; the last value is reused."""
     return values[min(index, len(values) - 1)]
 
 
-__all__ = ["Raw", "Layered", "build", "freeze", "layer", "option_table", "pair", "parse_argv",
+__all__ = ["Raw", "Layered", "build", "effective_lines", "freeze", "layer", "option_table", "pair", "parse_argv",
            "parse_conf_text", "read_conf_file"]

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ENV_RESTART = "NETSERVER_RESTART"
 ENV_CHECK = "NETSERVER_CHECK"
+ENV_CHECK_PERSONALITY = "NETSERVER_CHECK_PERSONALITY"  # the running one: a HUP cannot change it
 ENV_OLD_CHILDREN = "NETSERVER_OLD_CHILDREN"
 ENV_DEATH_FD = "NETSERVER_DEATH_FD"
 CHECK_TIMEOUT = 30.0
@@ -83,6 +84,7 @@ def request(server: Server) -> None:
     server.log(2, "Received SIGHUP: checking the configuration before restarting")
     env = dict(os.environ)
     env[ENV_CHECK] = "1"
+    env[ENV_CHECK_PERSONALITY] = server.personality
     for key in (listen.ENV_FDS, ENV_PIDFILE, ENV_OLD_CHILDREN, ENV_DEATH_FD, ENV_RESTART):
         env.pop(key, None)
     argv = command_line(server._start_dir)

@@ -223,10 +223,25 @@ class Server(EventLoopMixin):
                                   f"is in a directory that does not exist ({folder})")
 
     def check_only(self) -> bool:
-        if self.options.check_config or os.environ.get(restart.ENV_CHECK) == "1":
-            print(f"configuration OK ({self.personality})", file=sys.stderr)
-            return True
-        return False
+        hup_check = os.environ.get(restart.ENV_CHECK) == "1"
+        if not (self.options.check_config or hup_check):
+            return False
+        running = os.environ.get(restart.ENV_CHECK_PERSONALITY) if hup_check else None
+        if running and running != self.personality:
+            # The re-exec keeps the pid and the old children: another process model could not
+            # take them over (server_type or handler changed in the conf file).
+            origins = self.option_origins
+            source = origins["server_type"] if origins["server_type"] != "default" else origins["handler"]
+            raise ConfigError("server_type", self.personality, source,
+                              f"cannot replace the running {running} on a HUP; stop and start the server")
+        if not hup_check:
+            # stdout, as nginx -T and gunicorn --print-config do, in conf-file syntax so that it
+            # can be saved and read back; the HUP check's output is only read for a refusal.
+            table = option_table(all_options(type(self)))
+            lines = config.effective_lines(self.options.as_dict(), self.option_origins, table)
+            print("\n".join(lines), flush=True)
+        print(f"configuration OK ({self.personality})", file=sys.stderr)
+        return True
 
     def pre_bind(self) -> None:
         options = self.options

@@ -14,7 +14,7 @@ import pytest
 
 from netserver import config
 from netserver.errors import ConfigError
-from netserver.options import all_options, option_table
+from netserver.options import Option, all_options, option_table, text
 from netserver.personalities import PreForkSimple, Single
 
 TABLE = option_table(all_options(PreForkSimple))
@@ -147,3 +147,52 @@ def test_a_handler_that_names_the_class_built_from_it_is_accepted():
     server = built()
     server.configure(["--handler", "mymodule:Built"], {})
     assert server.options.handler == "mymodule:Built"
+
+
+# --- item 17: the effective configuration ---------------------------------------------------------
+
+class Custom(PreForkSimple):
+    declared_options = PreForkSimple.declared_options + (
+        Option("greeting", text, "hello", "Greeting.", metavar="TEXT"),
+    )
+
+
+def test_effective_lines_list_what_a_source_set_with_the_winner(tmp_path):
+    conf = tmp_path / "server.conf"
+    conf.write_text("max_servers 4\nlog_level 3\nallow ::1\nallow a\\#b\numask 027\nmax_requests 1000\n"
+                    "greeting hi there\nsig_passthrough USR1,USR2\n")
+    server = Custom()
+    server.configure(["--conf_file", str(conf), "--max_servers", "3", "--timeout", "2.5", "--background", "0"], {})
+    table = option_table(all_options(Custom))
+    lines = config.effective_lines(server.options.as_dict(), server.option_origins, table)
+    assert lines[0].startswith("#")
+    rows = [line.split() for line in lines[1:]]
+    assert rows == [
+        ["conf_file", str(conf), "#", "command", "line"],
+        ["log_level", "3", "#", f"{conf}:2"],
+        ["background", "0", "#", "command", "line"],  # set, even to its default value
+        ["umask", "027", "#", f"{conf}:5"],
+        ["allow", "::1", "#", str(conf)],  # a list from several lines names the file
+        ["allow", "a\\#b", "#", str(conf)],
+        ["timeout", "2.5", "#", "command", "line"],
+        ["max_servers", "3", "#", "command", "line"],
+        ["max_requests", "1000", "#", f"{conf}:6"],
+        ["sig_passthrough", "USR1", "#", str(conf)],
+        ["sig_passthrough", "USR2", "#", str(conf)],
+        ["greeting", "hi", "there", "#", f"{conf}:7"],
+    ]
+    assert not any(line.split()[0] in ("port", "check_config", "serialize") for line in lines[1:])
+
+
+def test_effective_lines_read_back_as_the_same_configuration(tmp_path):
+    argv = ["--max_servers", "3", "--umask", "007", "--allow", "::1", "--allow", "x#y", "--check_for_dead", "2",
+            "--reverse_lookups", "--port", "[::1]:0", "--port", "127.0.0.1:0", "--greeting", "a # b"]
+    first = Custom()
+    first.configure(argv, {})
+    table = option_table(all_options(Custom))
+    saved = tmp_path / "effective.conf"
+    saved.write_text("\n".join(config.effective_lines(first.options.as_dict(), first.option_origins, table)))
+    again = Custom()
+    again.configure(["--conf_file", str(saved)], {})
+    assert again.option_origins["max_servers"].startswith(f"{saved}:")
+    assert {**again.options.as_dict(), "conf_file": None} == first.options.as_dict()
