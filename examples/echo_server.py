@@ -9,6 +9,10 @@ from netserver import PreForkSimple
 
 
 class Echo(PreForkSimple):
+    def default_values(self):
+        # The lowest source: a conf file or the command line changes them.
+        return {"max_servers": 8, "max_requests": 1000}
+
     def child_init_hook(self):
         # Runs in each child after fork and privilege drop: open per-child resources here.
         self.served = 0
@@ -23,4 +27,4 @@ class Echo(PreForkSimple):
 
 
 if __name__ == "__main__":
-    Echo().run(max_servers=8, max_requests=1000)
+    Echo().run()

@@ -3,8 +3,14 @@
 Postfix sends "name=value" lines ending with an empty line and expects one
 "action=..." line followed by an empty line; the connection is reused.
 
-    python examples/policy_daemon.py --port 127.0.0.1:10023
+    python examples/policy_daemon.py                       # 127.0.0.1:10023, 4 children
+    python examples/policy_daemon.py --conf_file policy.conf --blocked_domain spam.test
+    python examples/policy_daemon.py --help                # every option, this one's included
     # main.cf: smtpd_recipient_restrictions = ..., check_policy_service inet:127.0.0.1:10023
+
+Its defaults live in default_values(), the lowest source, so a conf file or
+the command line can change them; keywords given to run() would outrank the
+conf file.
 """
 
 from netserver import Option, PreForkSimple
@@ -16,6 +22,9 @@ class Policy(PreForkSimple):
         Option("blocked_domain", text, "example.invalid",
                "Reject mail from senders in this domain. Default example.invalid.", metavar="DOMAIN"),
     )
+
+    def default_values(self):
+        return {"port": "127.0.0.1:10023", "max_servers": 4}
 
     def process_request(self, client):
         attributes = {}
@@ -36,4 +45,4 @@ class Policy(PreForkSimple):
 
 
 if __name__ == "__main__":
-    Policy().run(port=10023, max_servers=4)
+    Policy().run()

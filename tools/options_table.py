@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from netserver import PreForkSimple, Server  # noqa: E402
+from netserver.options import all_options, option_table  # noqa: E402
 
 BEGIN, END = "<!-- options:begin -->", "<!-- options:end -->"
 
@@ -38,8 +39,8 @@ def table(options, title: str) -> str:
 
 
 def render() -> str:
-    base = Server.option_table()
-    prefork = [o for name, o in PreForkSimple.option_table().items() if name not in base]
+    base = option_table(all_options(Server))
+    prefork = [o for name, o in option_table(all_options(PreForkSimple)).items() if name not in base]
     return "\n\n".join([table(base.values(), "Every personality"), table(prefork, "PreForkSimple")])
 
 

@@ -6,11 +6,11 @@ pool of pre-forked children.  Subclass one and define
 """
 
 from .connection import LineTooLong
-from .errors import BindError, BootFailure, ConfigError, ExitCode, NetServerError, StartupError
+from .errors import BindError, BootFailure, ConfigError, ExitCode, NetServerError, ResolveError, StartupError
 from .options import Option
 from .personalities import PreForkSimple, Single
 from .server import Server
 
 __all__ = ["BindError", "BootFailure", "ConfigError", "ExitCode", "LineTooLong", "NetServerError", "Option",
-           "PreForkSimple", "Server", "Single", "StartupError"]
+           "PreForkSimple", "ResolveError", "Server", "Single", "StartupError"]
 __version__ = "0.1.0"

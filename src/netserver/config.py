@@ -32,7 +32,11 @@ class Raw(NamedTuple):
     origin: str
 
 
-_CONF_LINE = re.compile(r"^(?:--)?([A-Za-z_][\w-]*)\s*(?:[=:]\s*|\s+|$)(.*)$")
+# The separator is "=" or ":" right after the key, or one standing alone between
+# spaces ("key = value"); after whitespace, an "=" or ":" that touches what follows
+# starts the value.  Net::Server took the first ":" anywhere, so "allow ::1" read
+# as ":1" and "host ::" as ":", which silently denied every IPv6 client.
+_CONF_LINE = re.compile(r"^(?:--)?([A-Za-z_][\w-]*)(?:[=:]|\s+[=:](?=\s|$)|(?=\s)|$)\s*(.*)$")
 _ESCAPED_HASH = "\0hash\0"
 
 
@@ -41,10 +45,11 @@ def normalise_key(key: str) -> str:
 
 
 def parse_conf_text(content: str, path: str) -> list[Raw]:
-    """Read ``key value`` / ``key=value`` / ``key: value`` lines.
+    """Read ``key value`` / ``key=value`` / ``key = value`` / ``key: value`` lines.
 
     ``#`` starts a comment unless escaped as ``\\#``; trailing whitespace is
-    trimmed (Net::Server kept it, which silently broke paths).
+    trimmed (Net::Server kept it, which silently broke paths).  ``allow ::1``
+    and ``host ::`` keep their colons (see ``_CONF_LINE``).
     """
     entries = []
     # Only \n ends a line: splitlines() also breaks at form feeds and other
@@ -89,9 +94,9 @@ def parse_argv(argv: Iterable[str], table: dict[str, Option], origin: str = "com
                foreign: dict[str, str] | None = None) -> list[Raw]:
     """``--key=value``, ``--key value``, ``--key-name value``; ``--flag`` alone means on.
 
-    A flag takes the next token as its value only when that token is a
-    boolean word, so ``--background --port 80`` works and ``--background
-    bogus`` is refused instead of being swallowed.
+    A flag takes the next token as its value unless that token is another
+    option, so ``--background --port 80`` works and ``--background bogus`` is
+    refused as a value that is not a boolean.
     """
     tokens = list(argv)
     entries: list[Raw] = []
@@ -106,11 +111,11 @@ def parse_argv(argv: Iterable[str], table: dict[str, Option], origin: str = "com
         key = normalise_key(key)
         option = table.get(key)
         if option is None:
-            raise unknown_option(key, token, origin, foreign)
+            raise unknown_option(key, token, origin, table, foreign)
         if not has_value:
             nxt = tokens[index] if index < len(tokens) else None
             if option.flag:
-                if nxt is not None and nxt.strip().lower() in {"0", "1", "yes", "no", "true", "false", "on", "off"}:
+                if nxt is not None and not nxt.startswith("--"):
                     value = nxt
                     index += 1
                 else:
@@ -124,10 +129,16 @@ def parse_argv(argv: Iterable[str], table: dict[str, Option], origin: str = "com
     return entries
 
 
-def unknown_option(key: str, given: str, origin: str, foreign: dict[str, str] | None) -> ConfigError:
+def unknown_option(key: str, given: str, origin: str, table: dict[str, Option],
+                   foreign: dict[str, str] | None) -> ConfigError:
     if foreign and key in foreign:
         return ConfigError(key, None, origin, f"is not valid for {foreign[key]}")
-    return ConfigError(None, given, origin, "is not a known option (see --help)")
+    # Imported here: only a mistyped option pays for difflib, never a start-up.
+    import difflib
+
+    close = difflib.get_close_matches(key, list(table), n=1)
+    hint = f"; did you mean {close[0]}?" if close else " (see --help)"
+    return ConfigError(None, given, origin, "is not a known option" + hint)
 
 
 def entries_from_mapping(mapping: dict[str, Any], origin: str) -> list[Raw]:
@@ -161,7 +172,7 @@ def layer(sources: list[list[Raw]], table: dict[str, Option],
         for raw in source:
             option = table.get(raw.name)
             if option is None:
-                raise unknown_option(raw.name, raw.name, raw.origin, foreign)
+                raise unknown_option(raw.name, raw.name, raw.origin, table, foreign)
             # Every value is checked, even one a higher source overrides: a conf file
             # with "max_servers lots" is wrong whatever the command line says.
             converted = convert(option, raw)
@@ -244,10 +255,61 @@ def build(*, table: dict[str, Option], constructor: dict[str, Any], argv: list[s
     return layer([ctor, cli, run, conf, defaults], table, foreign)
 
 
+def effective_lines(values: dict[str, Any], origins: dict[str, str], table: dict[str, Option]) -> list[str]:
+    """Every option a source set (even to its default), as conf-file lines naming the source.
+
+    ``--check_config`` prints these so that a user can see which source won.
+    Each value is written so that it reads back as the same value, and a
+    list option gets one line per item.
+    """
+    rows: list[tuple[str, str | None, str]] = []
+    for name, option in table.items():
+        if origins.get(name, "default") == "default" or name == "check_config":
+            continue
+        value = values[name]
+        if value is None:
+            rows.append((name, None, origins[name]))
+            continue
+        items = value if option.multi else (value,)
+        # A list's origin is its last item's line: for several items name only the file.
+        origin = re.sub(r":\d+$", "", origins[name]) if len(items) > 1 else origins[name]
+        for item in items:
+            rows.append((name, _conf_text(option, item).replace("#", "\\#"), origin))
+    width = max((len(name) for name, _, _ in rows), default=0)
+    shown_width = min(max((len(shown or "") for _, shown, _ in rows), default=0), 40)
+    lines = ["# options set by a source (all others are at their defaults); reads back as a conf file"]
+    for name, shown, origin in rows:
+        if shown is None:
+            lines.append(f"# {name} is unset ({origin})")
+        else:
+            lines.append(f"{name:<{width}}  {shown:<{shown_width}}  # {origin}")
+    return lines
+
+
+def _conf_text(option: Option, value: Any) -> str:
+    """The text that the option's parser turns back into ``value`` (a umask prints in octal)."""
+    if isinstance(value, bool):
+        candidates = ["1" if value else "0"]
+    elif isinstance(value, float) and value.is_integer():
+        candidates = [str(int(value))]
+    elif isinstance(value, int):
+        candidates = [str(value), f"{value:03o}"]
+    else:
+        candidates = [str(value)]
+    for text in candidates:
+        try:
+            back = option.convert(text)
+        except ValueError:
+            continue
+        if back == value or back == (value,):
+            return text
+    return candidates[0]
+
+
 def pair(values: tuple[Any, ...], index: int) -> Any:
     """host/proto/ipv pair with port by index; the last value is reused."""
     return values[min(index, len(values) - 1)]
 
 
-__all__ = ["Raw", "Layered", "build", "freeze", "layer", "option_table", "pair", "parse_argv",
+__all__ = ["Raw", "Layered", "build", "effective_lines", "freeze", "layer", "option_table", "pair", "parse_argv",
            "parse_conf_text", "read_conf_file"]

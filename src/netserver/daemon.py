@@ -70,9 +70,28 @@ class PidFile:
         self.fd = fd
 
     def adopt(self, fd: int) -> None:
-        """Take over the locked fd handed across a HUP re-exec."""
+        """Take over the locked fd handed across a HUP re-exec (same process, same pid)."""
         os.set_inheritable(fd, False)
         self.fd = fd
+        self.pid = os.getpid()
+
+    @classmethod
+    def inherited(cls, exported: str) -> PidFile | None:
+        """The pid file ``export()`` handed across a HUP re-exec: ``FD:PATH``."""
+        fd, _, path = exported.partition(":")
+        if not fd.isdigit():
+            return None
+        held = cls(path)
+        held.adopt(int(fd))
+        return held
+
+    def is_at(self, path: str) -> bool:
+        """Is the file we hold the one at ``path`` (however the path is spelled)?"""
+        try:
+            there, mine = os.stat(path), os.fstat(self.fd)
+        except OSError:
+            return False
+        return (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
 
     def write(self, pid: int) -> None:
         self.pid = pid
@@ -81,7 +100,7 @@ class PidFile:
 
     def export(self) -> str:
         os.set_inheritable(self.fd, True)
-        return str(self.fd)
+        return f"{self.fd}:{self.path}"
 
     def remove(self) -> None:
         """Unlink the file only if it is still ours (same inode, our pid)."""

@@ -74,6 +74,20 @@ class BindError(StartupError):
         super().__init__(f"cannot bind {address}: {reason}")
 
 
+class ResolveError(StartupError):
+    """A listening host name did not resolve (or not to the family asked for).
+
+    Its own error rather than a BindError: it is found while configuring,
+    before anything is bound, and ``--check_config`` binds nothing at all.
+    """
+
+    def __init__(self, option: str, value: str, source: str, reason: str) -> None:
+        self.option = option
+        self.value = value
+        self.source = source
+        super().__init__(f"{option}: {_show(value)} {reason} ({source})")
+
+
 class BootFailure(NetServerError):
     """Children failed to boot too many times in a row."""
 

@@ -25,7 +25,7 @@ import stat
 from typing import NamedTuple
 
 from .config import pair
-from .errors import BindError, ConfigError
+from .errors import BindError, ConfigError, ResolveError
 
 ENV_FDS = "NETSERVER_LISTEN_FDS"
 
@@ -194,8 +194,12 @@ def ipv6_available() -> bool:
         return False
 
 
-def resolve(spec: ListenSpec) -> list[Target]:
-    """Turn a spec into sockets to bind; raises BindError for unresolvable hosts."""
+def resolve(spec: ListenSpec, host_origin: str | None = None) -> list[Target]:
+    """Turn a spec into sockets to bind; raises ResolveError for unresolvable hosts.
+
+    ``host_origin`` is where the ``host`` option came from, named when the
+    host was not written in the port spec itself.
+    """
     if spec.proto == "unix":
         return [Target(spec, socket.AF_UNIX, spec.path)]
     kind = socket.SOCK_DGRAM if spec.proto == "udp" else socket.SOCK_STREAM
@@ -213,7 +217,7 @@ def resolve(spec: ListenSpec) -> list[Target]:
     try:
         infos = socket.getaddrinfo(spec.host, spec.port, 0, kind, 0, socket.AI_PASSIVE)
     except socket.gaierror as error:
-        raise BindError(f"{spec.host}:{spec.port}", f"cannot resolve host {spec.host!r}: {error.strerror}") from None
+        raise _unresolved(spec, host_origin, f"cannot be resolved: {error.strerror}") from None
     targets: list[Target] = []
     for family, _, _, _, sockaddr in infos:
         if family not in wanted or (family == socket.AF_INET6 and not have_v6):
@@ -222,8 +226,15 @@ def resolve(spec: ListenSpec) -> list[Target]:
         if target not in targets:
             targets.append(target)
     if not targets:
-        raise BindError(f"{spec.host}:{spec.port}", f"host {spec.host!r} has no IPv{spec.ipv} address")
+        raise _unresolved(spec, host_origin, f"has no IPv{spec.ipv} address")
     return targets
+
+
+def _unresolved(spec: ListenSpec, host_origin: str | None, reason: str) -> ResolveError:
+    """Name the option that held the host: the port spec ("name:80") or the host option."""
+    if ":" in spec.text or host_origin is None:
+        return ResolveError("port", spec.text, spec.origin, f"(host {spec.host!r}) {reason}")
+    return ResolveError("host", spec.host, host_origin, reason)
 
 
 def open_listener(target: Target, backlog: int, port_override: int | None = None) -> Listener:

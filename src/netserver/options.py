@@ -200,6 +200,14 @@ BASE_OPTIONS: tuple[Option, ...] = (
            "Read options from this file (key value per line, # comments). "
            "Values given in the constructor, on the command line or to run() win over it.",
            metavar="PATH"),
+    Option("server_type", optional(text), None,
+           "The personality: Single or PreForkSimple. The netserver command builds it (default "
+           "PreForkSimple); a script's class is fixed, and a value naming another personality is refused.",
+           metavar="NAME"),
+    Option("handler", optional(text), None,
+           "netserver command only: MODULE:ATTR, a class with process_request(self, client) mixed in "
+           "front of the personality, or a Server subclass. Default: the demo line service.",
+           metavar="MODULE:ATTR"),
     Option("port", port_spec, ("20203",),
            "Where to listen: PORT, HOST:PORT, [V6ADDR]:PORT, PORT/udp, unix:/path or /path|unix. "
            "Repeat it for several listeners; port 0 picks a free port. Default 20203.",
@@ -272,8 +280,9 @@ BASE_OPTIONS: tuple[Option, ...] = (
            "Write one line 'READY pid=<pid> <proto>:<addr>:<port> ...' to this inherited file "
            "descriptor once the server accepts, then close it.", metavar="FD"),
     Option("check_config", boolean, False,
-           "Validate the configuration (options, users, hosts) without binding anything, then exit "
-           "0, or 2 with the error.", flag=True, metavar="BOOL"),
+           "Validate the configuration (options, users, hosts) without binding anything, print every "
+           "option a source sets and that source on stdout, then exit 0, or 2 with the error (1 for an "
+           "unresolvable host).", flag=True, metavar="BOOL"),
 )
 
 
@@ -336,6 +345,11 @@ def collect(cls: type) -> dict[str, Option]:
                 f"{second.__name__}, differently; redeclare it in {cls.__name__} to say which one it is")
         table[name] = winner
     return table
+
+
+def all_options(cls: type) -> tuple[Option, ...]:
+    """Every option a server class accepts, collected along its MRO (``Server.option_table``)."""
+    return tuple(cls.option_table().values())
 
 
 def option_table(declared: tuple[Option, ...]) -> dict[str, Option]:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ENV_RESTART = "NETSERVER_RESTART"
 ENV_CHECK = "NETSERVER_CHECK"
+ENV_CHECK_PERSONALITY = "NETSERVER_CHECK_PERSONALITY"  # the running one: a HUP cannot change it
 ENV_OLD_CHILDREN = "NETSERVER_OLD_CHILDREN"
 ENV_DEATH_FD = "NETSERVER_DEATH_FD"
 ENV_SCOREBOARD_FD = "NETSERVER_SCOREBOARD_FD"
@@ -98,6 +99,7 @@ class Restart:
         server.log(2, "Received SIGHUP: checking the configuration before restarting")
         env = dict(os.environ)
         env[ENV_CHECK] = "1"
+        env[ENV_CHECK_PERSONALITY] = server.personality
         for key in _ENV_KEYS:
             if key != ENV_CHECK:
                 env.pop(key, None)

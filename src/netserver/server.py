@@ -43,9 +43,10 @@ class Server:
     """A network server: configure, bind, then serve connections.
 
     Caller API: ``Server(**options).run(argv=None, **options)``.  Without
-    ``argv`` it reads ``sys.argv`` and, on a configuration or start-up error,
-    prints one line to stderr and exits with the status of ``ExitCode``;
-    with ``argv`` (a list) it raises ``ConfigError``/``StartupError`` instead.
+    ``argv`` it reads ``sys.argv`` (``--help``/``-h``: print the help and exit 0)
+    and, on a configuration or start-up error, prints one line to stderr and
+    exits with the status of ``ExitCode``; with ``argv`` (a list) it raises
+    ``ConfigError``/``StartupError`` instead.
 
     Hooks (override in a subclass; every default does nothing unless said):
 
@@ -112,6 +113,7 @@ class Server:
         self.signals = Signals()
         self.log = Log()
         self.pid_file: daemon.PidFile | None = None
+        self._pid_file_moved_from: daemon.PidFile | None = None
         self.identity: daemon.Identity | None = None
         self.access: AccessPolicy | None = None
         self.targets: list[listen.Target] = []
@@ -142,8 +144,14 @@ class Server:
     # ------------------------------------------------------------------ lifecycle
     def run(self, argv: list[str] | None = None, **options: Any) -> None:
         embedded = argv is not None
+        args = list(argv) if embedded else sys.argv[1:]
+        if not embedded and ("--help" in args or "-h" in args):
+            from .usage import help_text  # only --help needs the text
+
+            print(help_text(type(self), os.path.basename(sys.argv[0] or "netserver")))
+            sys.exit(int(ExitCode.OK))
         try:
-            self._lifecycle(list(argv) if embedded else sys.argv[1:], options)
+            self._lifecycle(args, options)
         except NetServerError as error:
             self._report_failure(error)
             if embedded:
@@ -178,12 +186,33 @@ class Server:
                                foreign=self.foreign_options())
         self.options = config.freeze(layered.values)
         self.option_origins = layered.origins
+        self._check_class_options()
+
+    def _check_class_options(self) -> None:
+        """server_type and handler may only confirm the class, never ask for another one.
+
+        The netserver command builds its class from them before configuring;
+        a script's class is fixed, so a conf file naming another personality
+        is a mistake to point out, not a wish to ignore.
+        """
+        cls, options, origins = type(self), self.options, self.option_origins
+        if options.server_type is not None:
+            wanted = options.server_type.lower().removeprefix("net::server::")
+            mine = {klass.personality.lower() for klass in cls.__mro__
+                    if "personality" in vars(klass) and klass is not Server}
+            if wanted not in mine:
+                raise ConfigError("server_type", options.server_type, origins["server_type"],
+                                  f"names another personality than this server's: {cls.__name__} is a "
+                                  f"{cls.personality}")
+        if options.handler is not None and options.handler != getattr(cls, "handler_spec", None):
+            raise ConfigError("handler", options.handler, origins["handler"],
+                              f"is read by the netserver command only; this server's class is {cls.__name__}")
 
     def post_configure(self) -> None:
         options, origins = self.options, self.option_origins
         specs = listen.parse_ports(options.port, options.host, options.proto, options.ipv,
                                    origins["port"])
-        self.targets = [target for spec in specs for target in listen.resolve(spec)]
+        self.targets = [target for spec in specs for target in listen.resolve(spec, origins["host"])]
         self.identity = daemon.resolve_identity(options.user, options.group, origins)
         daemon.check_can_become(self.identity, options.chroot)
         self.access = AccessPolicy.compile(allow=options.allow, deny=options.deny,
@@ -196,10 +225,25 @@ class Server:
                                   f"is in a directory that does not exist ({folder})")
 
     def check_only(self) -> bool:
-        if self.options.check_config or os.environ.get(restart.ENV_CHECK) == "1":
-            print(f"configuration OK ({self.personality})", file=sys.stderr)
-            return True
-        return False
+        hup_check = os.environ.get(restart.ENV_CHECK) == "1"
+        if not (self.options.check_config or hup_check):
+            return False
+        running = os.environ.get(restart.ENV_CHECK_PERSONALITY) if hup_check else None
+        if running and running != self.personality:
+            # The re-exec keeps the pid and the old children: another process model could not
+            # take them over (server_type or handler changed in the conf file).
+            origins = self.option_origins
+            source = origins["server_type"] if origins["server_type"] != "default" else origins["handler"]
+            raise ConfigError("server_type", self.personality, source,
+                              f"cannot replace the running {running} on a HUP; stop and start the server")
+        if not hup_check:
+            # stdout, as nginx -T and gunicorn --print-config do, in conf-file syntax so that it
+            # can be saved and read back; the HUP check's output is only read for a refusal.
+            table = self.option_table()
+            lines = config.effective_lines(self.options.as_dict(), self.option_origins, table)
+            print("\n".join(lines), flush=True)
+        print(f"configuration OK ({self.personality})", file=sys.stderr)
+        return True
 
     def pre_bind(self) -> None:
         options = self.options
@@ -212,13 +256,47 @@ class Server:
         self.log.configure(options.log_level, sink)
         if self.access.deny_only:
             self.log(1, "Only deny rules are configured: every client will be denied")
-        if options.pid_file:
-            self.pid_file = daemon.PidFile(options.pid_file)
-            inherited = os.environ.pop(daemon.ENV_PIDFILE, "") if self.restarting else ""
-            if inherited.isdigit():
-                self.pid_file.adopt(int(inherited))
-            else:
-                self.pid_file.acquire(self.log)
+        self.lock_pid_file()
+
+    def lock_pid_file(self) -> None:
+        """Take the pid file's lock; after a HUP re-exec adopt the one held, or move it.
+
+        A pid_file changed across a HUP is moved: the new path is locked (and
+        written in post_bind) before the old one is removed, so the server is
+        never without its "already running" guard.  If the new path cannot
+        be locked the old file is kept, with a log line.
+        """
+        wanted = self.options.pid_file
+        inherited = os.environ.pop(daemon.ENV_PIDFILE, "") if self.restarting else ""
+        held = daemon.PidFile.inherited(inherited) if inherited else None
+        if held is None:
+            if wanted:
+                pid_file = daemon.PidFile(wanted)
+                try:
+                    pid_file.acquire(self.log)
+                except daemon.StartupError as error:
+                    if not self.restarting:
+                        raise
+                    # Added by a HUP: the running server must not die of it (it ran without one).
+                    self.log(0, "pid_file %s not taken after the restart: %s", wanted, error)
+                    return
+                self.pid_file = pid_file
+            return
+        if wanted and (held.is_at(wanted) or not held.path):
+            self.pid_file = held
+            return
+        if not wanted:
+            self.log(2, "pid_file is no longer configured: removing %s", held.path)
+            held.remove()
+            return
+        moved = daemon.PidFile(wanted)
+        try:
+            moved.acquire(self.log)
+        except daemon.StartupError as error:
+            self.log(1, "pid_file stays %s: cannot move it to %s (%s)", held.path, wanted, error)
+            self.pid_file = held
+            return
+        self.pid_file, self._pid_file_moved_from = moved, held
 
     def bind(self) -> None:
         inherited = listen.import_env(os.environ.pop(listen.ENV_FDS, None), self.targets)
@@ -247,6 +325,10 @@ class Server:
             daemon.detach_stdio(options.log_file)
         if self.pid_file is not None:
             self.pid_file.write(os.getpid())
+        if self._pid_file_moved_from is not None:
+            self.log(2, "pid_file moved from %s to %s", self._pid_file_moved_from.path, self.pid_file.path)
+            self._pid_file_moved_from.remove()
+            self._pid_file_moved_from = None
         # Where READY goes; children forked before it is written close these.
         self.ready_fds = [self._status_fd] if self._status_fd >= 0 else []
         if options.ready_fd is not None and not self.restarting:

@@ -41,6 +41,13 @@ def write(tmp_path, name: str, text: str) -> str:
 
 CONFIG_ERRORS = {
     "unknown-option": (lambda t: ["--bogus", "1"], ["'--bogus' is not a known option"]),
+    "unknown-option-close-to-one": (lambda t: ["--max_server", "8"],
+                                    ["'--max_server' is not a known option; did you mean max_servers? (command line)"]),
+    "conf-key-close-to-one": (lambda t: ["--conf_file", write(t, "typo.conf", "max_request 8\n")],
+                              ["'max_request' is not a known option; did you mean max_requests? (typo.conf:1)"]),
+    "flag-given-a-word": (lambda t: ["--background", "bogus"],
+                          ["background: 'bogus' is not a boolean (use 1, 0, yes, no, true, false, on or off) "
+                           "(command line)"]),
     "bad-type": (lambda t: ["--max_servers", "lots"], ["max_servers: 'lots' is not a whole number (command line)"]),
     "bad-range": (lambda t: ["--log_level", "9"], ["log_level: '9' must be at most 4 (command line)"]),
     "bad-interval": (lambda t: ["--check-for-dead=0"], ["check_for_dead: '0' must be greater than 0"]),
@@ -70,17 +77,30 @@ CONFIG_ERRORS = {
     "handler-raises-on-import": (lambda t: ["--handler", write(t, "broken_handler.py",
                                                                 "raise RuntimeError('broken on import')\n")
                                             .removesuffix(".py") + ":Handler"],
-                                 ["handler: 'broken_handler:Handler' cannot be imported: RuntimeError: broken on import"]),
+                                 ["handler: 'broken_handler:Handler' cannot be imported: RuntimeError: broken on import "
+                                  "at /", "/broken_handler.py:1 (command line)"]),
     "handler-syntax-error": (lambda t: ["--handler", write(t, "syntax_handler.py", "def (:\n")
                                         .removesuffix(".py") + ":Handler"],
-                             ["handler: 'syntax_handler:Handler' cannot be imported: SyntaxError"]),
+                             ["handler: 'syntax_handler:Handler' cannot be imported: SyntaxError: invalid syntax at /",
+                              "/syntax_handler.py:1 (command line)"]),
     "handler-attribute-missing": (lambda t: ["--handler", "echo:NoSuchThing"], ["module 'echo' has no 'NoSuchThing'"]),
     "handler-not-a-handler": (lambda t: ["--handler", "echo:os"], ["is not a class with a process_request"]),
     "handler-not-module-attr": (lambda t: ["--handler", "echo"], ["handler: 'echo' is not MODULE:ATTR"]),
     "handler-needs-value": (lambda t: ["--handler"], ["handler: needs a value"]),
     "handler-conflicts-with-server-type": (
         lambda t: ["--handler", "crash_on_boot:CrashOnBoot", "--server_type", "Single"],
-        ["server_type: 'Single' conflicts with --handler crash_on_boot:CrashOnBoot", "PreForkSimple"]),
+        ["server_type: 'Single' conflicts with handler crash_on_boot:CrashOnBoot", "PreForkSimple"]),
+    "server-type-in-conf-unknown": (lambda t: ["--conf_file", write(t, "st.conf", "# c\nserver_type Bogus\n")],
+                                    ["server_type: 'Bogus' is not a known personality", "(st.conf:2)"]),
+    "server-type-in-conf-refuses-other-options": (
+        lambda t: ["--conf_file", write(t, "st.conf", "server_type Single\nmax_servers 3\n")],
+        ["max_servers: is not valid for Single (st.conf:2)"]),
+    "handler-in-conf-missing": (lambda t: ["--conf_file", write(t, "h.conf", "handler no_such_module_xyzzy:Thing\n")],
+                                ["handler: 'no_such_module_xyzzy:Thing' cannot be imported", "(h.conf:1)"]),
+    "handler-in-conf-conflicts-with-server-type": (
+        lambda t: ["--server_type", "Single", "--conf_file", write(t, "h.conf", "handler crash_on_boot:CrashOnBoot\n")],
+        ["server_type: 'Single' conflicts with handler crash_on_boot:CrashOnBoot, a PreForkSimple server "
+         "(command line)"]),
 }
 
 
@@ -128,7 +148,8 @@ def test_unresolvable_host_exits_1(serve, tmp_path):
     pid_file = tmp_path / "server.pid"
     result = serve.run("--port", "no-such-host.invalid:0", "--pid_file", str(pid_file),
                        "--log_file", str(tmp_path / "server.log"))
-    assert_failed_start(result, 1, ["no-such-host.invalid", "cannot resolve"], pid_file)
+    assert_failed_start(result, 1, ["port: 'no-such-host.invalid:0' (host 'no-such-host.invalid') cannot be resolved"],
+                        pid_file)
 
 
 def test_pid_file_that_is_a_symlink_exits_1_and_leaves_the_target(serve, tmp_path):

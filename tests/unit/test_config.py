@@ -236,7 +236,7 @@ def test_command_line_forms(tmp_path, argv, name, expected):
     (["--max_servers"], ["max_servers: needs a value"]),
     (["--max_servers", "--log_level", "3"], ["max_servers: needs a value"]),
     (["--background=maybe"], ["background: 'maybe' is not a boolean"]),
-    (["--background", "maybe"], ["'maybe' is not an option"]),
+    (["--background", "maybe"], ["background: 'maybe' is not a boolean", "(command line)"]),
     (["-x"], ["'-x' is not an option"]),
 ])
 def test_command_line_refusals(tmp_path, argv, fragments):

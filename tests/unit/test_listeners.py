@@ -12,7 +12,7 @@ import socket
 import pytest
 
 from netserver import listeners
-from netserver.errors import BindError, ConfigError
+from netserver.errors import BindError, ConfigError, ResolveError
 from netserver.listeners import ListenSpec, Target
 
 DEFAULTS = {"hosts": ("*",), "protos": ("tcp",), "ipvs": ("*",)}
@@ -167,12 +167,26 @@ def test_resolve_localhost_restricted_to_ipv4():
     assert [(t.family, t.address) for t in found] == [(socket.AF_INET, ("127.0.0.1", 8080))]
 
 
-@pytest.mark.parametrize("text", ["no-such-host.invalid:8080", "[::1]:8080|IPv4"])
-def test_resolve_refuses_unresolvable_or_mismatched_hosts(text):
-    with pytest.raises(BindError) as caught:
-        listeners.resolve(parse(text))
+@pytest.mark.parametrize("text, message", [
+    ("no-such-host.invalid:8080", "port: 'no-such-host.invalid:8080' (host 'no-such-host.invalid') cannot be "
+                                  "resolved: "),
+    ("[::1]:8080|IPv4", "port: '[::1]:8080|IPv4' (host '::1') has no IPv4 address (server.conf:1)"),
+])
+def test_resolve_names_the_resolution_failure_not_a_bind(text, message):
+    # Resolution happens while configuring, also in --check_config, which binds nothing.
+    with pytest.raises(ResolveError) as caught:
+        listeners.resolve(listeners.parse_port(text, 0, ("*",), ("tcp",), ("*",), "server.conf:1"), "command line")
     assert caught.value.exit_code == 1
-    assert "cannot bind" in str(caught.value)
+    assert str(caught.value).startswith(message) and str(caught.value).endswith("(server.conf:1)")
+    assert "bind" not in str(caught.value)
+
+
+def test_resolve_names_the_host_option_when_the_port_spec_has_no_host():
+    spec = listeners.parse_port("8080", 0, ("no-such-host.invalid",), ("tcp",), ("*",), "default")
+    with pytest.raises(ResolveError) as caught:
+        listeners.resolve(spec, "server.conf:2")
+    assert str(caught.value).startswith("host: 'no-such-host.invalid' cannot be resolved: ")
+    assert str(caught.value).endswith("(server.conf:2)")
 
 
 # --- bind_all -----------------------------------------------------------------------------------
