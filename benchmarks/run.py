@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import imports, procfs, report, tools  # noqa: E402
+from harness import ab, imports, procfs, report, revisions, tools  # noqa: E402
 from harness.peers import ALL, PEERS, VARIANTS  # noqa: E402
 from harness.servers import reap_orphans  # noqa: E402
 from harness.workloads import WORKLOADS, Config, Context  # noqa: E402
@@ -54,8 +54,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument(
         "--servers",
         default=",".join(PEERS),
-        help="Comma-separated peers among %s (default: all of them), or netserver's memory variants %s."
-        % (",".join(PEERS), ",".join(VARIANTS)),
+        help="Comma-separated peers among %s (default: all of them), netserver's memory variants %s, "
+        "or netserver@REV: netserver at git revision REV (a sha, HEAD~1, a branch), run from a worktree "
+        "for an A/B against netserver." % (",".join(PEERS), ",".join(VARIANTS)),
     )
     ap.add_argument(
         "--repeat", type=int, default=None, help="Kept repetitions of each figure (default 3; 1 with --quick)."
@@ -112,9 +113,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for key in args.workloads.split(","):
         if key not in WORKLOADS:
             ap.error("--workloads: %r is not a workload; choose among %s" % (key, ",".join(WORKLOADS)))
+    args.server_names, args.revisions = [], {}
     for name in args.servers.split(","):
-        if name not in ALL:
-            ap.error("--servers: %r is not a peer; choose among %s" % (name, ",".join(ALL)))
+        rev = revisions.rev_of(name)
+        if rev is not None:
+            try:
+                name = revisions.PREFIX + revisions.resolve(rev)[1]
+            except revisions.RevisionError as exc:
+                ap.error("--servers: %r: %s" % (name, exc))
+            args.revisions[name] = rev
+        elif name not in ALL:
+            ap.error("--servers: %r is not a peer; choose among %s, or netserver@REV" % (name, ",".join(ALL)))
+        if name in args.server_names:
+            ap.error("--servers: %s is named twice (%s)" % (name, args.servers))
+        args.server_names.append(name)
     for fig in args.figures.split(","):
         if fig not in FIGURES:
             ap.error("--figures: %r is not a figure; choose among %s" % (fig, ",".join(FIGURES)))
@@ -216,27 +228,40 @@ def measure(args: argparse.Namespace, stamp: str) -> dict:
         figures=tuple(args.figures.split(",")),
     )
     ctx = Context(config=cfg, peers=[], log_dir=log_dir)
-    peer_status = {}
-    for name in args.servers.split(","):
-        peer = ALL[name]()
-        reason = peer.prepare(may_install=args.install)
-        peer_status[name] = {"available": reason is None, "reason": reason, "note": peer.note}
-        if reason is None:
-            ctx.peers.append(peer)
-        else:
-            ctx.note("%s skipped: %s" % (name, reason))
-    print("peers: %s" % ", ".join(p.name for p in ctx.peers), flush=True)
-
+    worktrees = revisions.Worktrees()
+    swept = worktrees.sweep()
+    if swept:
+        ctx.note("removed worktrees that killed runs left in %s: %s" % (worktrees.root, ", ".join(swept)))
+    peer_status: dict[str, dict] = {}
     reaped: list[str] = []
-    import_figures = None
+    imports_by_peer: dict[str, dict] = {}
     try:
-        if (
-            "4" in args.workloads.split(",")
-            and "startup" in cfg.figures
-            and any(p.name == "netserver" for p in ctx.peers)
-        ):
+        for name in args.server_names:
+            try:
+                peer = revisions.NetServerAt(args.revisions[name], worktrees) if name in args.revisions else ALL[name]()
+            except revisions.RevisionError as exc:
+                peer_status[name] = {"available": False, "reason": str(exc), "note": ""}
+                ctx.note("%s skipped: %s" % (name, exc))
+                continue
+            if name == "netserver" and args.revisions:
+                # An A/B: the work tree runs from a path as long as the commits' (revisions.py says why).
+                peer.src = worktrees.snapshot()
+            reason = peer.prepare(may_install=args.install)
+            peer_status[name] = {"available": reason is None, "reason": reason, "note": peer.note}
+            if isinstance(peer, revisions.NetServerAt):
+                peer_status[name].update(peer.describe())
+            elif name == "netserver":
+                peer_status[name]["src"] = str(peer.src)
+            if reason is None:
+                ctx.peers.append(peer)
+            else:
+                ctx.note("%s skipped: %s" % (name, reason))
+        print("peers: %s" % ", ".join(p.name for p in ctx.peers), flush=True)
+
+        builds = {p.name: p.src for p in ctx.peers if p.name == "netserver" or isinstance(p, revisions.NetServerAt)}
+        if "4" in args.workloads.split(",") and "startup" in cfg.figures and builds:
             print("import time: %s" % imports.STATEMENT, flush=True)
-            import_figures = imports.measure(cfg.repeat)
+            imports_by_peer = imports.measure(cfg.repeat, builds)
         for key in args.workloads.split(","):
             workload = WORKLOADS[key]()
             print("workload %s: %s" % (key, workload.title), flush=True)
@@ -245,6 +270,8 @@ def measure(args: argparse.Namespace, stamp: str) -> dict:
             reaped += reap_orphans(known=set())
     finally:
         reaped += reap_orphans(known=set())
+        # Only now: every server, the old build's included, is stopped.
+        worktrees.remove_all()
         if reaped:
             kinds = sorted(set(reaped))
             ctx.note(
@@ -267,8 +294,16 @@ def measure(args: argparse.Namespace, stamp: str) -> dict:
         "busy_before_pct": round(busy, 1),
         "loadavg_after": open("/proc/loadavg").read().split()[:3],
         "argv": sys.argv[1:],
+        "servers": args.server_names,
     }
-    return {"meta": meta, "peers": peer_status, "results": ctx.results, "notes": ctx.notes, "imports": import_figures}
+    return {
+        "meta": meta,
+        "peers": peer_status,
+        "results": ctx.results,
+        "notes": ctx.notes,
+        "imports": imports_by_peer.get("netserver"),
+        "imports_by_peer": imports_by_peer,
+    }
 
 
 def publish(run: dict, out_dir: Path, update: bool) -> None:
@@ -278,14 +313,19 @@ def publish(run: dict, out_dir: Path, update: bool) -> None:
     summary = report.summarize(run["results"])
     summary["imports"] = run.get("imports")
     checks = report.targets(summary)
+    comparisons = [
+        ab.compare(run["results"], a, b, run.get("imports_by_peer"))
+        for a, b in ab.pairs(run["meta"].get("servers", []))
+    ]
     default_out = out_dir == (tools.BENCH_DIR / "results").resolve()
     latest = tools.BENCH_DIR / "latest.png" if default_out else out_dir / "latest.png"
     why_not = report.plot(summary, out_dir / ("%s.png" % stamp), latest)
     if why_not:
         notes.append(why_not)
-    table = report.markdown(summary, run["meta"], notes, checks)
+    first = ab.markdown(comparisons, run["peers"], run["meta"].get("versions", {}))
+    table = report.markdown(summary, run["meta"], notes, checks, first)
     (out_dir / ("%s.md" % stamp)).write_text(table)
-    record = dict(run, summary=summary, targets=checks, notes=notes)
+    record = dict(run, summary=summary, targets=checks, ab=comparisons, notes=notes)
     with open(out_dir / ("%s.json" % stamp), "w") as f:
         json.dump(record, f, indent=1)
     print()

@@ -1,8 +1,9 @@
 """Smoke test of the benchmark suite: a quick run produces its table and JSON.
 
-Runs the two floors and netserver, so it needs gcc but neither Perl nor the network,
-and it takes a few seconds.  The real figures come from a full run (see
-README.md); nothing here asserts a performance number.
+Runs the two floors and netserver, and an A/B of netserver at HEAD (from a
+git worktree) against the work tree, so it needs gcc and git but neither Perl
+nor the network, and it takes a few seconds.  The real figures come from a
+full run (see README.md); nothing here asserts a performance number.
 """
 
 import json
@@ -11,7 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-RUN = Path(__file__).resolve().parent / "run.py"
+import pytest
+
+BENCH = Path(__file__).resolve().parent
+RUN = BENCH / "run.py"
+sys.path.insert(0, str(BENCH))
+
+from harness import ab, revisions  # noqa: E402
+
 SERVER_MARKERS = ("benchmarks/servers/pyfloor.py", "benchmarks/build/cfloor", "benchmarks/servers/netserver_echo.py")
 
 
@@ -53,3 +61,93 @@ def test_quick_run_writes_table_and_json(tmp_path):
     assert "| Python floor | 4 |" in table and "| C floor | 4 |" in table and "| netserver | 4 |" in table
     assert "| Python floor | 4 |" in proc.stdout
     assert suite_servers() <= before, "servers left running: %s" % (suite_servers() - before)
+
+
+def git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(BENCH.parent), *args], capture_output=True, text=True, timeout=30)
+
+
+def worktrees() -> set[str]:
+    listing = git("worktree", "list", "--porcelain").stdout
+    return {line.split(" ", 1)[1] for line in listing.splitlines() if line.startswith("worktree ")}
+
+
+def test_ab_run_of_head_against_the_work_tree(tmp_path):
+    head = git("rev-parse", "--short", "HEAD")
+    if head.returncode != 0:
+        pytest.skip("not a git checkout, so there is no commit to build netserver@HEAD from: %s" % head.stderr)
+    old = "netserver@" + head.stdout.strip()
+    before, trees_before = suite_servers(), worktrees()
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--repeat", "2", "--servers", "netserver@HEAD,netserver"]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert {(r["peer"], r["workload"]) for r in data["results"]} == {
+        (peer, wl) for peer in (old, "netserver") for wl in ("1", "4")
+    }
+    assert all("error" not in r["metrics"] for r in data["results"]), data["results"]
+    assert data["peers"][old]["rev"] == "HEAD" and data["peers"][old]["available"], data["peers"]
+    # Both builds ran from copies at paths of one length, which the run removed again.
+    sources = [Path(data["peers"][p]["src"]) for p in (old, "netserver")]
+    assert len(str(sources[0])) == len(str(sources[1])) and sources[0] != sources[1], sources
+    assert not any(src.exists() for src in sources), sources
+    (comparison,) = data["ab"]
+    assert (comparison["a"], comparison["b"]) == (old, "netserver")
+    assert {(r["workload"], r["figure"]) for r in comparison["rows"]} >= {("1", "rps"), ("4", "startup_ms")}
+    # Each repetition measured both, the order rotated: A then B, then B then A.
+    assert comparison["order"]["W1 N=4"] == "AB BA", comparison["order"]
+    table = next(tmp_path.glob("*.md")).read_text()
+    assert "## A/B: %s (A) against netserver (B)" % old in table
+    assert "| %s | 4 |" % old in table and "| netserver | 4 |" in table
+    assert worktrees() == trees_before, "worktrees left: %s" % (worktrees() - trees_before)
+    assert suite_servers() <= before, "servers left running: %s" % (suite_servers() - before)
+
+
+def test_unknown_revision_is_refused_before_anything_starts():
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--servers", "netserver@no-such-rev,netserver"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--servers: 'netserver@no-such-rev': 'no-such-rev' is not a commit" in proc.stderr
+
+
+def record(peer: str, rep: int, workload: str, metrics: dict) -> dict:
+    return {"workload": workload, "workers": 4, "peer": peer, "variant": "default", "rep": rep,
+            "discarded": False, "metrics": metrics}  # fmt: skip
+
+
+def test_ab_bars():
+    """W1 passes at exactly 0.97 x A; a start-up above A's highest repetition fails; respawn is reported."""
+    results = []
+    for rep, (a_rps, b_rps, a_up, b_up) in enumerate(((100, 97, 10, 12.5), (100, 99, 11, 12.5), (100, 97, 12, 13))):
+        results += [record("netserver@a", rep, "1", {"rps": a_rps}), record("netserver", rep, "1", {"rps": b_rps})]
+        results += [
+            record("netserver@a", rep, "4", {"startup_ms": a_up, "respawn_ms": 3.0}),
+            record("netserver", rep, "4", {"startup_ms": b_up, "respawn_ms": 1.5}),
+        ]
+    assert ab.pairs(["perl", "netserver@a", "netserver"]) == [("netserver@a", "netserver")]
+    rows = {r["figure"]: r for r in ab.compare(results, "netserver@a", "netserver")["rows"]}
+    assert rows["rps"]["met"] is True and rows["rps"]["ratio"] == pytest.approx(0.97)
+    assert (rows["rps"]["ratio_min"], rows["rps"]["ratio_max"]) == pytest.approx((0.97, 0.99))
+    assert rows["startup_ms"]["met"] is False and rows["startup_ms"]["verdict"] == "worse"
+    assert rows["respawn_ms"]["met"] is None and rows["respawn_ms"]["verdict"] == "better"
+
+
+def test_sweep_removes_only_trees_of_runs_that_are_gone(tmp_path):
+    done = subprocess.Popen(["true"])
+    done.wait(timeout=10)  # reaped: its pid no longer runs
+    gone, mine = tmp_path / ("worktree____-%d" % done.pid), tmp_path / ("worktree____-%d" % os.getpid())
+    for tree in (gone, mine):
+        (tree / "src").mkdir(parents=True)
+    assert revisions.Worktrees(tmp_path).sweep() == [gone.name]
+    assert not gone.exists() and mine.exists()

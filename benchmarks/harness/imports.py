@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from . import tools
 
@@ -23,13 +24,13 @@ STATEMENT = "import netserver.personalities.prefork_simple"
 _TIMED = "import time; t = time.perf_counter(); %s; print((time.perf_counter() - t) * 1e3)" % STATEMENT
 
 
-def _env() -> dict[str, str]:
-    return tools.python_env(first=(str(tools.REPO_DIR / "src"),))
+def _env(src: Path) -> dict[str, str]:
+    return tools.python_env(first=(str(src),))
 
 
-def _run(args: list[str]) -> subprocess.CompletedProcess:
+def _run(args: list[str], src: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-S", *args], capture_output=True, text=True, env=_env(), timeout=60, check=True
+        [sys.executable, "-S", *args], capture_output=True, text=True, env=_env(src), timeout=60, check=True
     )
 
 
@@ -44,25 +45,38 @@ def breakdown(stderr: str) -> list[dict]:
     return sorted(rows, key=lambda r: -r["self_ms"])
 
 
-def measure(repeat: int) -> dict:
+def measure(repeat: int, srcs: dict[str, Path] | None = None) -> dict[str, dict]:
+    """The import figures of each named source tree (default: this work tree's, as "netserver").
+
+    With several trees (an A/B) the timed imports take turns, one of each
+    tree per round, so machine drift hits every tree alike.
+    """
+    srcs = srcs or {"netserver": tools.REPO_DIR / "src"}
     runs = max(repeat, 5)
-    imports = [float(_run(["-c", _TIMED]).stdout) for _ in range(runs)]
+    imports: dict[str, list[float]] = {name: [] for name in srcs}
+    for _ in range(runs):
+        for name, src in srcs.items():
+            imports[name].append(float(_run(["-c", _TIMED], src).stdout))
     starts = []
     for _ in range(runs):
         began = time.perf_counter()
-        _run(["-c", "pass"])
+        _run(["-c", "pass"], tools.REPO_DIR / "src")
         starts.append((time.perf_counter() - began) * 1e3)
-    rows = breakdown(_run(["-X", "importtime", "-c", STATEMENT]).stderr)
-    own = [r for r in rows if r["module"].startswith("netserver")]
-    return {
-        "statement": STATEMENT,
-        "import_ms": statistics.median(imports),
-        "import_ms_min": min(imports),
-        "import_ms_max": max(imports),
-        "budget_ms": BUDGET_MS,
-        "interpreter_ms": statistics.median(starts),
-        "modules": len(rows),
-        "netserver_self_ms": sum(r["self_ms"] for r in own),
-        "stdlib_self_ms": sum(r["self_ms"] for r in rows if not r["module"].startswith("netserver")),
-        "top": rows[:10],
-    }
+    out = {}
+    for name, src in srcs.items():
+        rows = breakdown(_run(["-X", "importtime", "-c", STATEMENT], src).stderr)
+        own = [r for r in rows if r["module"].startswith("netserver")]
+        out[name] = {
+            "statement": STATEMENT,
+            "import_ms": statistics.median(imports[name]),
+            "import_ms_min": min(imports[name]),
+            "import_ms_max": max(imports[name]),
+            "import_samples_ms": imports[name],
+            "budget_ms": BUDGET_MS,
+            "interpreter_ms": statistics.median(starts),
+            "modules": len(rows),
+            "netserver_self_ms": sum(r["self_ms"] for r in own),
+            "stdlib_self_ms": sum(r["self_ms"] for r in rows if not r["module"].startswith("netserver")),
+            "top": rows[:10],
+        }
+    return out

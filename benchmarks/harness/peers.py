@@ -21,7 +21,9 @@ Accept path tokens (substrings of /proc/PID/wchan):
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import tools
 
@@ -178,19 +180,26 @@ class NetServer(Peer):
     multi_listener_variants = ("flock", "semaphore", "pipe")
     supports_hup = True
     note = "this project (src/netserver), PreForkSimple with serialize=auto for one port"
+    src = tools.REPO_DIR / "src"  # the tree whose package runs (revisions.NetServerAt: another commit's)
 
     def env(self) -> dict[str, str]:
         # Works from a checkout without `pip install -e`; an installed copy
         # comes later on sys.path than src/, so the checkout wins.
-        return tools.python_env(first=(str(tools.REPO_DIR / "src"),))
+        return tools.python_env(first=(str(self.src),))
 
     def prepare(self, may_install: bool) -> str | None:
-        ok, tail = tools.python_can_import("import netserver; netserver.PreForkSimple", env=self.env())
-        if ok:
-            return None
-        return "the netserver package is not importable yet (import netserver; netserver.PreForkSimple: %s)" % (
-            tail.splitlines()[-1] if tail else "failed"
-        )
+        # Started as the server is (python -S, this env), so the check sees the
+        # package the server will import, and that it is the one in self.src.
+        probe = "import netserver; netserver.PreForkSimple; print(netserver.__file__)"
+        ok, tail = tools.run_quiet([sys.executable, "-S", "-c", probe], timeout=60, env=self.env())
+        if not ok:
+            return "the netserver package is not importable yet (import netserver; netserver.PreForkSimple: %s)" % (
+                tail.splitlines()[-1] if tail else "failed"
+            )
+        found = Path(tail.splitlines()[-1]).resolve()
+        if not found.is_relative_to(self.src.resolve()):
+            return "netserver was imported from %s, not from %s" % (found, self.src)
+        return None
 
     def command(self, launch: Launch) -> list[str]:
         cmd = tools.python_command(tools.BENCH_DIR / "servers" / "netserver_echo.py")

@@ -40,10 +40,16 @@ HATCHES = {"semaphore": "//", "pipe": ".."}
 def _order(workload: str, workers: int, peer: str, variant: str) -> tuple:
     """Tables and plots list peers in peers.ALL order, whatever order they ran in."""
     names = list(ALL)
+    if peer in names:
+        rank: float = names.index(peer)
+    elif peer.startswith("netserver@"):
+        rank = names.index("netserver") - 0.5  # another commit's build sits just before the work tree's
+    else:
+        rank = len(names)
     return (
         workload,
         workers,
-        names.index(peer) if peer in names else len(names),
+        rank,
         VARIANTS.index(variant) if variant in VARIANTS else len(VARIANTS),
     )
 
@@ -184,7 +190,8 @@ TITLES = {
 }
 
 
-def markdown(summary: dict, meta: dict, notes: list[str], targets: list[dict]) -> str:
+def markdown(summary: dict, meta: dict, notes: list[str], targets: list[dict], first: list[str] | None = None) -> str:
+    """The run's tables; ``first`` (lines, such as the A/B section) goes before the workload tables."""
     out = [
         "# netserver benchmark %s" % meta["timestamp"],
         "",
@@ -210,6 +217,7 @@ def markdown(summary: dict, meta: dict, notes: list[str], targets: list[dict]) -
             % (dist["other_cpu_pct_median"], dist["other_cpu_pct_max"], dist["runs_over_10pct"], dist["runs"]),
             "",
         ]
+    out += first or []
     rows = summary["rows"]
     for wl in ("1", "2", "3"):
         wrows = [r for r in rows if r["workload"] == wl]
@@ -455,6 +463,8 @@ def plot(summary: dict, path: Path, extra: Path | None = None) -> str | None:
     fig, axes = plt.subplots(1, len(workloads), figsize=(5.5 * len(workloads), 4.8), squeeze=False)
     # One colour per peer in every panel; the serialize mode is told by shade and hatch.
     colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(ALL)}
+    others = sorted({r["peer"] for r in rows} - set(colours))  # netserver@REV builds: greys
+    colours.update({name: str(0.25 + 0.5 * i / max(1, len(others))) for i, name in enumerate(others)})
     for ax, wl in zip(axes[0], workloads, strict=True):
         wrows = [r for r in rows if r["workload"] == wl]
         ns = sorted({r["workers"] for r in wrows})

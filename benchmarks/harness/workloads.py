@@ -56,6 +56,7 @@ class Context:
     results: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     progress: bool = True
+    started: float = field(default_factory=time.monotonic)
 
     def record(
         self, workload: str, workers: int, peer: Peer, variant: str, rep: int, metrics: dict, discarded: bool = False
@@ -67,6 +68,8 @@ class Context:
                 "peer": peer.name,
                 "variant": variant,
                 "rep": rep,
+                # When the measurement ended, in seconds into the run: the order the peers took turns in.
+                "at_s": round(time.monotonic() - self.started, 2),
                 "discarded": discarded,
                 "metrics": metrics,
             }
