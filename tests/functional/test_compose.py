@@ -23,3 +23,15 @@ def test_a_handler_whose_option_clashes_exits_2_naming_both(serve):
     message = result.stderr.decode()
     assert "handler: 'compose_handlers:Clashing' cannot be combined with PreForkSimple" in message
     assert "'timeout' is declared by both Server and Clashing" in message
+
+
+def test_the_readmes_protocol_mixin_example_runs_on_both_personalities(serve, tmp_path):
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("### Extending: a protocol mixin", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    (tmp_path / "readme_mixin.py").write_text(block)
+    single = serve("--handler", "readme_mixin:Uppercase", "--server_type", "Single", "--max_words", "2")
+    assert talk(single.addr, b"one two three\n") == b"ONE TWO\n"
+    pool = serve("--handler", "readme_mixin:UpperServer", "--max_servers", "2")
+    assert talk(pool.addr, b"a b\n") == b"A B\n"
