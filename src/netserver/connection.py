@@ -94,9 +94,9 @@ def _set_receive_timeout(sock: socket.socket, seconds: float) -> None:
 class LineReader(io.BufferedReader):
     """A buffered reader whose ``readline`` and iteration stop at a limit.
 
-    It also knows when its connection is idle: waiting for the first byte of
-    a new line with nothing buffered (every byte received has been handed
-    out as a line).  A graceful stop or a HUP ends an idle connection at once
+    It also knows when its connection is idle: after at least one line,
+    waiting for the first byte of the next with nothing buffered (every byte
+    received has been handed out as a line).  A graceful stop or a HUP ends an idle connection at once
     and a busy one at its next idle point: ``close_when_idle`` makes
     ``readline`` return EOF there.  Bytes taken with ``read()`` are not
     counted, so a connection read that way never looks idle: it stays in
@@ -115,7 +115,9 @@ class LineReader(io.BufferedReader):
         if size is not None and 0 <= size <= limit:
             ask = size
         raw = self.raw
-        if raw.received == self.consumed:
+        if raw.received == self.consumed and self.consumed:
+            # Idle between requests.  A connection that has sent no line yet is not idle: its
+            # client may have its first request on the way, and closing it would lose that.
             if self.close_when_idle:
                 return b""
             raw.idle = True
