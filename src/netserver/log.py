@@ -16,15 +16,25 @@ in their own code still can; the framework itself does not pay for it.
 The sink is opened in the parent before forking, so children inherit it: a
 file is opened with ``O_APPEND`` and every record is one ``write``, which the
 kernel keeps whole between processes.
+
+Nothing here imports a module or looks up a codec once the server runs: a
+child may have chrooted, or dropped to a user who cannot read the
+interpreter's own files, and an error must still reach the log.  That is why
+tracebacks are formatted here (:func:`format_exception`) rather than by the
+``traceback`` module, and why :func:`escape` spells out its escapes instead
+of using the ``unicode_escape`` codec (which is imported on first use).
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import socket
+import struct
 import sys
 import time
+from collections.abc import Callable
 
 from .options import SYSLOG_FACILITIES
 
@@ -34,11 +44,14 @@ SEVERITIES = (3, 4, 5, 6, 7)
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e\n\t]")
 
 
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return "\\x%02x" % code if code < 0x100 else "\\u%04x" % code if code < 0x10000 else "\\U%08x" % code
+
+
 def escape(text: str) -> str:
     """Make text safe for one log line: newlines and control bytes become escapes."""
-    text = _UNPRINTABLE.sub(lambda m: "\\x%02x" % ord(m.group()) if ord(m.group()) < 256
-                            else m.group().encode("unicode_escape").decode("ascii"), text)
-    return text.replace("\n", "\\n")
+    return _UNPRINTABLE.sub(_escaped, text).replace("\n", "\\n")
 
 
 def render(msg: str, args: tuple) -> str:
@@ -57,10 +70,104 @@ def render(msg: str, args: tuple) -> str:
         return f"{msg!s} {shown} (bad log format: {type(error).__name__}: {error})"
 
 
-def _trace() -> str:
-    import traceback  # only a logged exception needs it
+_CAUSE = "The above exception was the direct cause of the following exception:"
+_CONTEXT = "During handling of the above exception, another exception occurred:"
+_REPEATS_SHOWN = 3  # as the traceback module: identical frames after the third become one line
 
-    return traceback.format_exc().rstrip("\n")
+
+def format_exception(error: BaseException) -> str:
+    """``error`` and its chain in the ``traceback`` module's layout, without importing anything.
+
+    Every frame shows its file, line and function; its source line only when
+    the file can still be read (never under chroot, nor for a user who cannot
+    read the interpreter's tree).  Chained exceptions, notes and the members
+    of an exception group are included.
+    """
+    lines: list[str] = []
+    _format_chain(error, lines, set(), "")
+    return "\n".join(lines)
+
+
+def _format_chain(error: BaseException, lines: list[str], seen: set[int], indent: str) -> None:
+    chain: list[tuple[BaseException, str]] = []  # latest first, each with how it led to the one before
+    current: BaseException | None = error
+    link = ""
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, _CAUSE
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = current.__context__, _CONTEXT
+        else:
+            current = None
+    for position in range(len(chain) - 1, -1, -1):
+        exc, link = chain[position]
+        _format_one(exc, lines, seen, indent)
+        if link:
+            lines.extend(("", indent + link, ""))
+
+
+def _format_one(error: BaseException, lines: list[str], seen: set[int], indent: str) -> None:
+    tb = error.__traceback__
+    if tb is not None:
+        lines.append(indent + "Traceback (most recent call last):")
+    previous, repeats = None, 0
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        where = (code.co_filename, tb.tb_lineno, code.co_name)
+        tb = tb.tb_next
+        if where == previous:
+            repeats += 1
+            if repeats >= _REPEATS_SHOWN:
+                continue
+        else:
+            _repeated(lines, repeats, indent)
+            previous, repeats = where, 0
+        lines.append('%s  File "%s", line %s, in %s' % (indent, *where))
+        source = _source_line(where[0], where[1])
+        if source:
+            lines.append(indent + "    " + source)
+    _repeated(lines, repeats, indent)
+    lines.append(indent + _exception_line(error))
+    notes = getattr(error, "__notes__", None)
+    if isinstance(notes, list | tuple):
+        lines.extend(indent + str(note) for note in notes)
+    if isinstance(error, BaseExceptionGroup):
+        for number, member in enumerate(error.exceptions, 1):
+            lines.append("%s+---------------- %d ----------------" % (indent, number))
+            _format_chain(member, lines, seen, indent + "| ")
+
+
+def _repeated(lines: list[str], repeats: int, indent: str) -> None:
+    if repeats >= _REPEATS_SHOWN:
+        lines.append("%s  [Previous line repeated %d more times]" % (indent, repeats - _REPEATS_SHOWN + 1))
+
+
+def _exception_line(error: BaseException) -> str:
+    kind = type(error)
+    name = kind.__qualname__
+    if kind.__module__ not in ("builtins", "__main__"):
+        name = f"{kind.__module__}.{name}"
+    try:
+        text = str(error)
+    except Exception:
+        text = "<exception str() failed>"
+    return f"{name}: {text}" if text else name
+
+
+def _source_line(filename: str, lineno: int | None) -> str:
+    if not filename or filename.startswith("<") or not lineno or lineno < 1:
+        return ""
+    try:
+        # Bytes, decoded by hand: a text-mode open would look its codec up.
+        with open(filename, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                if number == lineno:
+                    return line.decode("utf-8", "replace").strip()
+    except (OSError, ValueError):
+        pass  # unreadable here (chroot, another user's tree): file and line must do
+    return ""
 
 
 class Sink:
@@ -233,8 +340,9 @@ class Log:
             return
         level = min(max(level, 0), 4)
         text = escape(render(msg, args))
-        if exc_info and sys.exc_info()[0] is not None:
-            self.sink.write_exception(level, text, _trace())
+        error = sys.exc_info()[1] if exc_info else None
+        if error is not None:
+            self.sink.write_exception(level, text, format_exception(error))
         else:
             self.sink.write(level, text)
 

@@ -85,3 +85,74 @@ def test_syslog_that_is_not_there_yet_gets_the_records_once_it_is(tmp_path):
         sink.write(2, "hello")
         assert daemon.recv(4096) == f"<157>mysrv[{os.getpid()}]: hello".encode()
     sink.close()
+
+
+# --- what a child can still do after chroot or a privilege drop ----------------------------------
+
+def test_logging_an_exception_imports_nothing_and_looks_up_no_codec(tmp_path):
+    # After chroot, or as a user who cannot read the interpreter's tree, an import
+    # (traceback, or the codec behind a non-ASCII escape) fails; so none may happen.
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from netserver.log import FileSink, Log
+log = Log()
+log.configure(1, FileSink({str(tmp_path / 'x.log')!r}))
+before = set(sys.modules)
+def inner():
+    raise ValueError("bad \\u2603 \\U0001f600 value")
+try:
+    try:
+        inner()
+    except ValueError as error:
+        raise KeyError("outer") from error
+except KeyError:
+    log(1, "failed \\u2603", exc_info=True)
+print(sorted(set(sys.modules) - before))
+"""
+    env = dict(os.environ, PYTHONPATH=str(__import__("pathlib").Path(__file__).resolve().parents[2] / "src"))
+    result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+    text = (tmp_path / "x.log").read_text()
+    assert "failed \\u2603" in text and "ValueError: bad \\u2603 \\U0001f600 value" in text
+    assert "The above exception was the direct cause of the following exception:" in text
+    assert text.rstrip().endswith("KeyError: 'outer'")
+
+
+def test_a_traceback_without_readable_source_still_names_file_line_and_exception(tmp_path):
+    from netserver.log import format_exception
+
+    source = tmp_path / "handler.py"
+    source.write_text("def handle():\n    raise RuntimeError('no source here')\n")
+    namespace: dict = {}
+    exec(compile(source.read_text(), str(source), "exec"), namespace)
+    try:
+        namespace["handle"]()
+    except RuntimeError as error:
+        readable = format_exception(error)
+        source.unlink()  # as under chroot: the file is not there any more
+        unreadable = format_exception(error)
+    assert f'  File "{source}", line 2, in handle\n    raise RuntimeError(\'no source here\')' in readable
+    assert f'  File "{source}", line 2, in handle\nRuntimeError: no source here' in unreadable
+
+
+def test_a_traceback_collapses_repeated_frames_and_shows_notes_and_groups():
+    from netserver.log import format_exception
+
+    def recurse(n):
+        if n == 0:
+            raise ExceptionGroup("several", [ValueError("one"), TypeError("two")])
+        recurse(n - 1)
+
+    try:
+        recurse(20)
+    except ExceptionGroup as error:
+        error.add_note("a note")
+        text = format_exception(error)
+    assert text.count("in recurse\n") == 4 and "  [Previous line repeated 17 more times]" in text
+    assert "ExceptionGroup: several (2 sub-exceptions)\na note\n" in text
+    assert "| ValueError: one" in text and "| TypeError: two" in text
+
