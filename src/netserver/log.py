@@ -312,6 +312,38 @@ def make_sink(log_file: str | None, ident: str, facility: str, logsock: str | No
     return FileSink(log_file)
 
 
+class RateLimit:
+    """At most ``per_second`` records a second, and then how many were left out.
+
+    ``admit()`` returns None for a record to leave out, or the number left
+    out since the last admitted one (usually 0), which the caller reports
+    with the record it logs.  The state is one shared anonymous page: made in
+    the parent before forking, it limits the whole server rather than each
+    child (a scan spread over 50 children would otherwise log 50 times as
+    much).  Its updates take no lock, so two processes admitting in the same
+    instant can log one record too many or miss one from the count; a lock
+    on this path would cost more than that is worth.
+    """
+
+    _STATE = struct.Struct("=qqq")  # whole monotonic second, records admitted in it, records left out
+
+    def __init__(self, per_second: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second = per_second
+        self.clock = clock  # CLOCK_MONOTONIC is the same in every process of the machine
+        self._page = mmap.mmap(-1, self._STATE.size)  # MAP_SHARED: children update the same bytes
+
+    def admit(self) -> int | None:
+        second = int(self.clock())
+        window, admitted, left_out = self._STATE.unpack_from(self._page)
+        if window != second:
+            window, admitted = second, 0
+        if admitted >= self.per_second:
+            self._STATE.pack_into(self._page, 0, window, admitted, left_out + 1)
+            return None
+        self._STATE.pack_into(self._page, 0, window, admitted + 1, 0)
+        return left_out
+
+
 class Log:
     """The server's logger: ``log(level, fmt, *args)`` with Net::Server levels.
 

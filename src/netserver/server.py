@@ -23,7 +23,7 @@ from . import listeners as listen
 from .access import AccessPolicy, Resolver, confirmed_hostname
 from .connection import Connection, Datagram, LineTooLong, timeval
 from .errors import ConfigError, ExitCode, NetServerError
-from .log import Log, make_sink
+from .log import Log, RateLimit, StreamSink, make_sink
 from .options import BASE_OPTIONS, Option, option_table
 from .signals import Signals, signal_name
 
@@ -135,6 +135,8 @@ class Server(EventLoopMixin):
         self._ready_sent = False
         self._start_dir = os.getcwd()
         self._check: restart.Check | None = None
+        self._opened = False
+        self.denials: RateLimit | None = None
         self._hup_again = False
         self.selector = None
 
@@ -156,11 +158,12 @@ class Server(EventLoopMixin):
         self.configure_hook()                # user: before any parsing
         self.configure(argv, run_options)    # every source -> self.options (errors: exit 2)
         self.post_configure()                # resolve users, hosts, rules; no side effects
-        self.post_configure_hook()           # user
-        if self.check_only():
-            return                           # --check_config / HUP validation stops here
         try:
-            self.pre_bind()                  # log, umask, pid file lock
+            self.open_files()                # pid file lock, then the log (check mode: stderr only)
+            self.post_configure_hook()       # user: its lines reach log_file
+            if self.check_only():
+                return                       # --check_config / HUP validation stops here
+            self.pre_bind()                  # what the children share: the denied-log rate limit
             self.bind()                      # listeners (adopted across a HUP re-exec)
             self.post_bind_hook()            # user: bound, still privileged
             self.post_bind()                 # background, pid written, signals
@@ -200,17 +203,27 @@ class Server(EventLoopMixin):
             return True
         return False
 
-    def pre_bind(self) -> None:
+    def in_check_mode(self) -> bool:
+        """--check_config, or the HUP's validation subprocess: configure, bind nothing, open nothing."""
+        return bool(self.options.check_config) or os.environ.get(restart.ENV_CHECK) == "1"
+
+    def open_files(self) -> None:
+        """Take the pid file's lock, then open the log; before post_configure_hook, as Net::Server does.
+
+        The hook's lines then reach log_file at log_level.  The pid file
+        comes first (Net::Server opens the log first) so that an instance
+        refused as "already running" leaves nothing behind, not even an empty
+        log file; a log that then fails to open gives the pid file back in
+        server_close.  In check mode nothing is created or written: the log
+        goes to stderr at log_level, and the pid file is not touched.
+        """
         options = self.options
+        if self.in_check_mode():
+            self.log.configure(options.log_level, StreamSink())
+            return
+        self._opened = True
         if options.umask is not None:
-            os.umask(options.umask)
-        try:
-            sink = make_sink(options.log_file, options.syslog_ident, options.syslog_facility, options.syslog_logsock)
-        except (OSError, ValueError) as error:
-            raise daemon.StartupError(f"log_file: cannot open {options.log_file!r}: {error}") from None
-        self.log.configure(options.log_level, sink)
-        if self.access.deny_only:
-            self.log(1, "Only deny rules are configured: every client will be denied")
+            os.umask(options.umask)  # before the first file we create
         if options.pid_file:
             self.pid_file = daemon.PidFile(options.pid_file)
             inherited = os.environ.pop(daemon.ENV_PIDFILE, "") if self.restarting else ""
@@ -218,6 +231,17 @@ class Server(EventLoopMixin):
                 self.pid_file.adopt(int(inherited))
             else:
                 self.pid_file.acquire(self.log)
+        try:
+            sink = make_sink(options.log_file, options.syslog_ident, options.syslog_facility, options.syslog_logsock)
+        except (OSError, ValueError) as error:
+            raise daemon.StartupError(f"log_file: cannot open {options.log_file!r}: {error}") from None
+        self.log.configure(options.log_level, sink)
+
+    def pre_bind(self) -> None:
+        # Made before any fork, so that every child shares one limit.
+        self.denials = RateLimit()
+        if self.access.deny_only:
+            self.log(1, "Only deny rules are configured: every client will be denied")
 
     def bind(self) -> None:
         inherited = listen.import_env(os.environ.pop(listen.ENV_FDS, None), self.targets)
@@ -227,11 +251,8 @@ class Server(EventLoopMixin):
             self.log(2, "Binding open file descriptors")
         self.listeners = listen.bind_all(self.targets, self.options.listen, inherited, self.log,
                                          skip_failures=restarted)
-        # Logged once everything is bound, so a failed start prints only its error.
-        self.log(2, "%s (type %s) starting! pid(%d)", type(self).__name__, self.personality, os.getpid())
         limit = timeval(self.options.timeout) if self.options.timeout else None
         for listener in self.listeners:
-            self.log(2, "%s %s", "Reassociated" if listener.inherited else "Bound to", listener.describe())
             if limit is not None and listener.proto != "udp":
                 # Accepted sockets inherit these: the kernel enforces the client timeout.
                 listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
@@ -244,6 +265,11 @@ class Server(EventLoopMixin):
             # Let go of the terminal before any child inherits it; later start-up
             # errors travel to the launcher over the status fd instead.
             daemon.detach_stdio(options.log_file)
+        # Logged once everything is bound, so a failed start prints only its
+        # error, and after backgrounding, so the pid is the daemon's.
+        self.log(2, "%s (type %s) starting! pid(%d)", type(self).__name__, self.personality, os.getpid())
+        for listener in self.listeners:
+            self.log(2, "%s %s", "Reassociated" if listener.inherited else "Bound to", listener.display())
         if self.pid_file is not None:
             self.pid_file.write(os.getpid())
         # Where READY goes; children forked before it is written close these.
@@ -259,7 +285,11 @@ class Server(EventLoopMixin):
         if self._closed or self.is_child:
             return
         self._closed = True
-        if self.options is None or not self.log.configured:
+        if not self._opened:
+            return  # the configuration failed, or check mode: nothing was opened
+        if not self.log.configured:
+            if self.pid_file is not None:
+                self.pid_file.remove()  # the log failed to open right after the lock was taken
             return
         self.pre_server_close_hook()
         if self._serving:
@@ -371,7 +401,10 @@ class Server(EventLoopMixin):
             self.post_accept(client)                        # per-connection setup
             self.get_client_info(client)                    # peer names, CONNECT log line
             self.post_accept_hook(client)                   # user
-            ok = bool(self.allow_deny(client) and self.allow_deny_hook(client))
+            allowed = self.allow_deny(client)
+            ok = bool(allowed and self.allow_deny_hook(client))
+            if allowed and not ok:
+                self.log_denied(client, "allow_deny_hook")
             if ok:
                 self.process_request(client)                # user: the service
             else:
@@ -394,7 +427,9 @@ class Server(EventLoopMixin):
 
     @staticmethod
     def _peer(client: Connection | Datagram) -> str:
-        return client.listener.describe() if client.proto == "unix" else f"{client.peeraddr}:{client.peerport}"
+        if client.proto == "unix":
+            return client.listener.display()
+        return listen.display_address(client.peeraddr, client.peerport)
 
     def post_accept(self, client: Connection | Datagram) -> None:
         """Per-connection setup before anything reads from the client."""
@@ -405,14 +440,31 @@ class Server(EventLoopMixin):
             client.peerhost = name or client.peeraddr
         if self.log.level >= 3:
             self.log(3, 'CONNECT %s Peer: "%s" Local: "%s"', client.proto.upper(), self._peer(client),
-                     client.listener.describe())
+                     client.listener.display())
 
     def allow_deny(self, client: Connection | Datagram) -> bool:
         policy = self.access
         if policy is None or policy.empty:
             return True
         name = client.peerhost if client.peerhost != client.peeraddr else None
-        return policy.permits(client.proto, client.peeraddr, name)
+        decision = policy.decide(client.proto, client.peeraddr, name)
+        if not decision.allowed:
+            self.log_denied(client, decision.rule)
+        return decision.allowed
+
+    def log_denied(self, client: Connection | Datagram, rule: str) -> None:
+        """A level-2 line per denied client, rate-limited server-wide so that a scan cannot flood the log."""
+        if not self.log.enabled(2):
+            return
+        if self.denials is None:
+            self.denials = RateLimit()  # a server built without pre_bind: this process only
+        left_out = self.denials.admit()
+        if left_out is None:
+            return
+        if left_out:
+            self.log(2, "%d more denied connections were not logged (at most %d lines a second)",
+                     left_out, self.denials.per_second)
+        self.log(2, "Denied connection from %s: %s", self._peer(client), rule)
 
     def post_process_request(self, client: Connection | Datagram) -> None:
         client.close()

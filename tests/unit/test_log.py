@@ -156,3 +156,32 @@ def test_a_traceback_collapses_repeated_frames_and_shows_notes_and_groups():
     assert "ExceptionGroup: several (2 sub-exceptions)\na note\n" in text
     assert "| ValueError: one" in text and "| TypeError: two" in text
 
+
+# --- rate limits -------------------------------------------------------------------------------
+
+def test_rate_limit_admits_a_few_a_second_then_reports_how_many_it_left_out():
+    from netserver.log import RateLimit
+
+    now = [100.0]
+    limit = RateLimit(per_second=3, clock=lambda: now[0])
+    assert [limit.admit() for _ in range(10)] == [0, 0, 0, None, None, None, None, None, None, None]
+    now[0] = 100.9
+    assert limit.admit() is None
+    now[0] = 101.0
+    assert limit.admit() == 8  # the first record of the next second carries the count
+    assert limit.admit() == 0
+
+
+def test_rate_limit_is_shared_with_forked_children():
+    from netserver.log import RateLimit
+
+    now = [5.0]
+    limit = RateLimit(per_second=2, clock=lambda: now[0])
+    assert limit.admit() == 0
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if limit.admit() == 0 and limit.admit() is None else 1)  # the parent used one already
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    now[0] = 6.0
+    assert limit.admit() == 1
+
