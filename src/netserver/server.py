@@ -327,6 +327,30 @@ class Server(EventLoopMixin):
             except OSError:
                 pass
 
+    def isolate_forks(self) -> None:
+        """Call in a process that serves clients: what a handler forks from it gets no listener.
+
+        A process that a handler forks (``os.fork()``, multiprocessing's fork)
+        would otherwise keep the listening sockets after the server stops, so
+        the kernel would go on queueing connections nobody accepts and a
+        restart would fail with "address already in use".  The new process
+        also loses the accept lock (a copy of a flock description would keep a
+        lock its dead holder took from ever being released) and gets the
+        default signal handlers back, so TERM ends it instead of running the
+        server's handler in a copy of the child.  Registered in the serving
+        process only: CPython runs at-fork Python code in every fork of the
+        process that registered it, and the parent forks all the children.
+        """
+        os.register_at_fork(after_in_child=self._forget_server_in_fork)
+
+    def _forget_server_in_fork(self) -> None:
+        for listener in self.listeners:
+            listener.close()
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            lock.close_in_child()
+        self.signals.reset_in_child()
+
     # ------------------------------------------------------------- stopping
     def close_listeners(self) -> None:
         for listener in self.listeners:

@@ -59,6 +59,7 @@ class PreForkChild:
             return 0
         self.signals.install((signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT), self.on_child_signal)
         self.lock.wakeup_fd = self.signals.read_fd
+        self.isolate_forks()  # a process a handler forks gets no listener, lock or handler of ours
         restore(set())
         try:
             self.child_init_hook()

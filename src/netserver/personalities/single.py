@@ -28,6 +28,7 @@ class Single(Server):
         super().post_bind()
         self.signals.install((signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT), self.on_signal)
         daemon.drop_privileges(self.identity, self.options.chroot)
+        self.isolate_forks()
 
     def loop(self) -> None:
         for listener in self.listeners:
