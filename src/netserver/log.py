@@ -210,17 +210,49 @@ class StreamSink(Sink):
 
 
 class FileSink(Sink):
-    """The same lines appended to a file, one ``write`` per record."""
+    """The same lines appended to a file, one ``write`` per record.
+
+    On a full disk a record may be cut part-way (a short write) or not
+    written at all, and the next record, from this process or another one
+    appending to the same file, would carry on the cut line.  So a failed or
+    short write raises a flag in a page shared with the children (made here,
+    before they fork); while it is up, a record first reads the file's last
+    byte and starts a fresh line when the file ends mid-record, and the first
+    record written whole lowers it.  The usual record costs one system call.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        # Readable too, so that the tail can be read with pread (O_APPEND
+        # concerns writes only); a file we may only write to still works.
+        flags = os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        try:
+            self.fd = os.open(path, os.O_RDWR | flags, 0o666)
+        except PermissionError:
+            self.fd = os.open(path, os.O_WRONLY | flags, 0o666)
+        self._cut = mmap.mmap(-1, 1)  # MAP_SHARED: byte 0 is 1 while the file may end mid-record
 
     def write(self, level: int, text: str) -> None:
+        data = _line(level, text).encode("utf-8", "backslashreplace")
+        cut = self._cut
+        if cut[0] and not self._ends_a_line():
+            data = b"\n" + data
         try:
-            os.write(self.fd, _line(level, text).encode("utf-8", "backslashreplace"))
+            written = os.write(self.fd, data)
         except OSError:
-            pass  # a full disk must not take the server down
+            cut[0] = 1  # a full disk must not take the server down
+            return
+        if written < len(data):
+            cut[0] = 1
+        elif cut[0]:
+            cut[0] = 0
+
+    def _ends_a_line(self) -> bool:
+        try:
+            size = os.fstat(self.fd).st_size
+            return not size or os.pread(self.fd, 1, size - 1) == b"\n"
+        except OSError:
+            return False  # cannot tell: an empty line is better than two records on one
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -75,3 +75,11 @@ class Forker:
                 os._exit(0)
         client.wfile.write(b"%d\n" % pid)
 
+
+class LogLine:
+    """Logs each line it reads as 'record <line> end' at level 2, then answers 'ok'."""
+
+    def process_request(self, client):
+        line = client.rfile.readline().strip()
+        self.log(2, "record %s end", line.decode())
+        client.wfile.write(b"ok\n")

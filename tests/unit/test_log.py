@@ -185,3 +185,33 @@ def test_rate_limit_is_shared_with_forked_children():
     now[0] = 6.0
     assert limit.admit() == 1
 
+
+# --- a full disk -------------------------------------------------------------------------------
+
+def test_after_a_short_write_the_next_record_starts_a_fresh_line_even_from_another_process(tmp_path):
+    import resource
+    import signal
+
+    path = tmp_path / "server.log"
+    sink = FileSink(str(path))
+    log = Log()
+    log.configure(2, sink)
+    log(2, "first")
+    size = path.stat().st_size
+    pid = os.fork()
+    if pid == 0:
+        # RLIMIT_FSIZE cuts a write short where the file reaches the limit, as a full disk does.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 20, resource.RLIM_INFINITY))
+        log(2, "a record that the limit cuts in the middle")
+        log(2, "a record that cannot be written at all")
+        os._exit(0)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert path.stat().st_size == size + 20
+    log(2, "second")
+    log(2, "third")
+    lines = read_lines(path)
+    assert len(lines) == 4, lines
+    assert lines[0].endswith("notice: first") and lines[2].endswith("notice: second")
+    assert not lines[1].endswith("middle")  # cut
+    assert lines[3].endswith("notice: third")
