@@ -230,12 +230,15 @@ class Server(EventLoopMixin):
             if inherited.isdigit():
                 self.pid_file.adopt(int(inherited))
             else:
-                self.pid_file.acquire(self.log)
+                self.pid_file.acquire()
         try:
             sink = make_sink(options.log_file, options.syslog_ident, options.syslog_facility, options.syslog_logsock)
         except (OSError, ValueError) as error:
             raise daemon.StartupError(f"log_file: cannot open {options.log_file!r}: {error}") from None
         self.log.configure(options.log_level, sink)
+        if self.pid_file is not None and self.pid_file.stale:
+            self.log(1, "pid_file %s names pid %s, which holds no lock: stale, replacing it", self.pid_file.path,
+                     self.pid_file.stale)
 
     def pre_bind(self) -> None:
         # Made before any fork, so that every child shares one limit.
