@@ -232,7 +232,8 @@ def resolve(spec: ListenSpec) -> list[Target]:
     try:
         infos = socket.getaddrinfo(spec.host, spec.port, 0, kind, 0, socket.AI_PASSIVE)
     except socket.gaierror as error:
-        raise BindError(f"{spec.host}:{spec.port}", f"cannot resolve host {spec.host!r}: {error.strerror}") from None
+        raise BindError(display_address(spec.host, spec.port), f"cannot resolve host {spec.host!r}: {error.strerror}") \
+            from None
     targets: list[Target] = []
     for family, _, _, _, sockaddr in infos:
         if family not in wanted or (family == socket.AF_INET6 and not have_v6):
@@ -241,7 +242,7 @@ def resolve(spec: ListenSpec) -> list[Target]:
         if target not in targets:
             targets.append(target)
     if not targets:
-        raise BindError(f"{spec.host}:{spec.port}", f"host {spec.host!r} has no IPv{spec.ipv} address")
+        raise BindError(display_address(spec.host, spec.port), f"host {spec.host!r} has no IPv{spec.ipv} address")
     return targets
 
 
@@ -253,7 +254,7 @@ def open_listener(target: Target, backlog: int, port_override: int | None = None
     address = target.address
     if port_override is not None:
         address = (address[0], port_override)
-    shown = f"[{address[0]}]:{address[1]}" if target.family == socket.AF_INET6 else f"{address[0]}:{address[1]}"
+    shown = display_address(address[0], address[1]) + ("/udp" if spec.proto == "udp" else "")
     sock = socket.socket(target.family, kind)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -264,7 +265,7 @@ def open_listener(target: Target, backlog: int, port_override: int | None = None
             sock.listen(backlog)
     except OSError as error:
         sock.close()
-        raise BindError(f"{spec.proto}:{shown}", error) from None
+        raise BindError(shown, error) from None
     return Listener(target, sock)
 
 

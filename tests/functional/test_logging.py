@@ -11,7 +11,6 @@ import time
 from support import procs
 from support.clients import connect, read_all, talk
 
-
 # --- post_configure_hook's lines (issue 9 item 5) ---------------------------------------------
 
 def test_post_configure_hook_lines_reach_the_log_file_not_the_terminal(serve, tmp_path):

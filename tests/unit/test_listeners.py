@@ -254,6 +254,17 @@ def test_logs_show_an_address_that_reads_as_a_port_value(spec):
         close_all(bound)
 
 
+@needs_v6
+def test_a_bind_error_names_the_address_as_the_log_shows_it():
+    with socket.socket(socket.AF_INET6) as holder:
+        holder.bind(("::1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        with pytest.raises(BindError) as caught:
+            listeners.bind_all(listeners.resolve(parse(f"[::1]:{taken}")), 16, {}, no_log)
+    assert str(caught.value) == f"cannot bind [::1]:{taken}: address already in use"
+
+
 def test_display_address_brackets_ipv6_only():
     assert listeners.display_address("::", 20203) == "[::]:20203"
     assert listeners.display_address("fe80::1%eth0", 1) == "[fe80::1%eth0]:1"
