@@ -120,6 +120,7 @@ class AccessPolicy(NamedTuple):
     * :meth:`compile` (parent, once at start-up; forked children inherit the result).
     * :meth:`permits` decides one connection in the process serving it, without I/O:
       the caller resolves the host name first, and only if :attr:`uses_hostnames`.
+      :meth:`decide` is the same decision with the rule that made it, for the log.
     * :attr:`empty` and :attr:`deny_only` let the server skip the check, or warn at
       start-up that a deny-only configuration denies everyone.
     """
@@ -167,25 +168,57 @@ class AccessPolicy(NamedTuple):
         return bool(self.allow or self.deny)
 
     def permits(self, proto: str, address: str, hostname: str | None = None) -> bool:
-        """Return whether a peer may connect.
+        """Return whether a peer may connect (:meth:`decide` without the reason)."""
+        return self.decide(proto, address, hostname).allowed
+
+    def decide(self, proto: str, address: str, hostname: str | None = None) -> Decision:
+        """Return whether a peer may connect, and the rule that decided it.
 
         ``hostname`` must be forward-confirmed (:func:`confirmed_hostname`) or None.
         Order: UNIX sockets (``unix``, ``unixdgram``) are always allowed; no rules
         allows; a deny regex or cidr_deny match denies; an allow regex or cidr_allow
-        match allows; anything else is denied.
+        match allows; anything else is denied.  No I/O: the reason is a string the
+        caller may log (and rate-limit) or ignore.
         """
-        if proto.lower().startswith("unix") or self.empty:
-            return True
+        if proto.lower().startswith("unix"):
+            return _UNIX
+        if self.empty:
+            return _NO_RULES
         address = normalize_address(address)
         ip = _parse(address)
         names = (address,) if hostname is None else (hostname, address)
-        if any(rx.fullmatch(n) for rx in self.deny for n in names):
-            return False
-        if ip is not None and any(ip in net for net in self.cidr_deny):
-            return False
-        if any(rx.fullmatch(n) for rx in self.allow for n in names):
-            return True
-        return ip is not None and any(ip in net for net in self.cidr_allow)
+        for rx in self.deny:
+            if any(rx.fullmatch(n) for n in names):
+                return Decision(False, f"deny {rx.pattern}")
+        if ip is not None:
+            for net in self.cidr_deny:
+                if ip in net:
+                    return Decision(False, f"cidr_deny {net}")
+        for rx in self.allow:
+            if any(rx.fullmatch(n) for n in names):
+                return Decision(True, f"allow {rx.pattern}")
+        if ip is not None:
+            for net in self.cidr_allow:
+                if ip in net:
+                    return Decision(True, f"cidr_allow {net}")
+        return _UNMATCHED if self.allow or self.cidr_allow else _DENY_ONLY
+
+
+class Decision(NamedTuple):
+    """What :meth:`AccessPolicy.decide` found: allowed or not, and why.
+
+    ``rule`` names the option and the value as configured (``'deny 10\\..*'``,
+    ``'cidr_allow 127.0.0.0/8'``), or says why no rule decided.
+    """
+
+    allowed: bool
+    rule: str
+
+
+_UNIX = Decision(True, "unix sockets are always allowed")
+_NO_RULES = Decision(True, "no allow or deny rules")
+_UNMATCHED = Decision(False, "no allow or cidr_allow rule matched")
+_DENY_ONLY = Decision(False, "only deny rules are configured, which denies everyone")
 
 
 def _regexes(option: str, values: Iterable[str], source: str | None) -> _Regexes:

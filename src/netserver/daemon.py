@@ -38,8 +38,14 @@ class PidFile:
         self.fd = -1
         self.pid = 0
         self.created = False  # so a failed start removes the empty file it made
+        self.stale = ""  # what a stale file named, for the log once it is open
 
-    def acquire(self, log) -> None:
+    def acquire(self) -> None:
+        """Lock the file, or raise StartupError; a stale file's old pid is left in ``stale``.
+
+        Taken before the log is opened (so that a refused instance creates
+        nothing), hence the warning about a stale file is the caller's.
+        """
         flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             try:
@@ -59,9 +65,7 @@ class PidFile:
             except BlockingIOError:
                 owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
                 raise StartupError(f"already running (pid {owner}, pid_file {self.path!r})") from None
-            old = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            if old:
-                log(1, "pid_file %s names pid %s, which holds no lock: stale, replacing it", self.path, old)
+            self.stale = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
         except BaseException:
             if self.created:
                 os.unlink(self.path)

@@ -97,8 +97,22 @@ class Listener:
         return 0 if self.proto == "unix" else self.sock.getsockname()[1]
 
     def describe(self) -> str:
-        """``tcp:127.0.0.1:8080`` (the form of the READY line)."""
+        """``tcp:127.0.0.1:8080``, ``tcp::::8080``, ``unix:/run/x.sock:0``: the READY line's form.
+
+        Kept as it is because programs parse it (split at the first and the
+        last colon); people read :meth:`display`.
+        """
         return f"{self.proto}:{self.host}:{self.port}"
+
+    def display(self) -> str:
+        """``127.0.0.1:8080``, ``[::]:8080``, ``127.0.0.1:53/udp``, ``unix:/run/x.sock``: for logs.
+
+        Each is also a valid ``port`` value, so a line can be pasted back.
+        """
+        if self.proto == "unix":
+            return f"unix:{self.host}"
+        where = display_address(self.host, self.port)
+        return where if self.proto == "tcp" else f"{where}/{self.proto}"
 
     def close(self) -> None:
         self.sock.close()
@@ -113,6 +127,11 @@ class Listener:
                 os.unlink(self.target.spec.path)
         except OSError:
             pass
+
+
+def display_address(host: str, port: int) -> str:
+    """``127.0.0.1:8080`` or ``[::1]:8080``: an IPv6 address needs brackets before its port."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def normalise_ip(address: str) -> str:
@@ -245,7 +264,7 @@ def open_listener(target: Target, backlog: int, port_override: int | None = None
     address = target.address
     if port_override is not None:
         address = (address[0], port_override)
-    shown = f"[{address[0]}]:{address[1]}" if target.family == socket.AF_INET6 else f"{address[0]}:{address[1]}"
+    shown = display_address(address[0], address[1]) + ("/udp" if spec.proto == "udp" else "")
     sock = socket.socket(target.family, kind)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -256,7 +275,7 @@ def open_listener(target: Target, backlog: int, port_override: int | None = None
             sock.listen(backlog)
     except OSError as error:
         sock.close()
-        raise BindError(f"{spec.proto}:{shown}", error) from None
+        raise BindError(shown, error) from None
     return Listener(target, sock)
 
 
@@ -308,7 +327,7 @@ def bind_all(targets: list[Target], backlog: int, inherited: dict[str, socket.so
             sock = inherited.pop(target.key, None)
             if sock is not None:
                 listener = Listener(target, sock, inherited=True)
-                log(3, "Reassociating file descriptor %d with %s", sock.fileno(), listener.describe())
+                log(3, "Reassociating file descriptor %d with %s", sock.fileno(), listener.display())
             else:
                 override = chosen_port.get(target.spec) if target.spec.port == 0 else None
                 try:

@@ -16,15 +16,25 @@ in their own code still can; the framework itself does not pay for it.
 The sink is opened in the parent before forking, so children inherit it: a
 file is opened with ``O_APPEND`` and every record is one ``write``, which the
 kernel keeps whole between processes.
+
+Nothing here imports a module or looks up a codec once the server runs: a
+child may have chrooted, or dropped to a user who cannot read the
+interpreter's own files, and an error must still reach the log.  That is why
+tracebacks are formatted here (:func:`format_exception`) rather than by the
+``traceback`` module, and why :func:`escape` spells out its escapes instead
+of using the ``unicode_escape`` codec (which is imported on first use).
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import socket
+import struct
 import sys
 import time
+from collections.abc import Callable
 
 from .options import SYSLOG_FACILITIES
 
@@ -34,11 +44,14 @@ SEVERITIES = (3, 4, 5, 6, 7)
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e\n\t]")
 
 
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return "\\x%02x" % code if code < 0x100 else "\\u%04x" % code if code < 0x10000 else "\\U%08x" % code
+
+
 def escape(text: str) -> str:
     """Make text safe for one log line: newlines and control bytes become escapes."""
-    text = _UNPRINTABLE.sub(lambda m: "\\x%02x" % ord(m.group()) if ord(m.group()) < 256
-                            else m.group().encode("unicode_escape").decode("ascii"), text)
-    return text.replace("\n", "\\n")
+    return _UNPRINTABLE.sub(_escaped, text).replace("\n", "\\n")
 
 
 def render(msg: str, args: tuple) -> str:
@@ -57,10 +70,104 @@ def render(msg: str, args: tuple) -> str:
         return f"{msg!s} {shown} (bad log format: {type(error).__name__}: {error})"
 
 
-def _trace() -> str:
-    import traceback  # only a logged exception needs it
+_CAUSE = "The above exception was the direct cause of the following exception:"
+_CONTEXT = "During handling of the above exception, another exception occurred:"
+_REPEATS_SHOWN = 3  # as the traceback module: identical frames after the third become one line
 
-    return traceback.format_exc().rstrip("\n")
+
+def format_exception(error: BaseException) -> str:
+    """``error`` and its chain in the ``traceback`` module's layout, without importing anything.
+
+    Every frame shows its file, line and function; its source line only when
+    the file can still be read (never under chroot, nor for a user who cannot
+    read the interpreter's tree).  Chained exceptions, notes and the members
+    of an exception group are included.
+    """
+    lines: list[str] = []
+    _format_chain(error, lines, set(), "")
+    return "\n".join(lines)
+
+
+def _format_chain(error: BaseException, lines: list[str], seen: set[int], indent: str) -> None:
+    chain: list[tuple[BaseException, str]] = []  # latest first, each with how it led to the one before
+    current: BaseException | None = error
+    link = ""
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, _CAUSE
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = current.__context__, _CONTEXT
+        else:
+            current = None
+    for position in range(len(chain) - 1, -1, -1):
+        exc, link = chain[position]
+        _format_one(exc, lines, seen, indent)
+        if link:
+            lines.extend(("", indent + link, ""))
+
+
+def _format_one(error: BaseException, lines: list[str], seen: set[int], indent: str) -> None:
+    tb = error.__traceback__
+    if tb is not None:
+        lines.append(indent + "Traceback (most recent call last):")
+    previous, repeats = None, 0
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        where = (code.co_filename, tb.tb_lineno, code.co_name)
+        tb = tb.tb_next
+        if where == previous:
+            repeats += 1
+            if repeats >= _REPEATS_SHOWN:
+                continue
+        else:
+            _repeated(lines, repeats, indent)
+            previous, repeats = where, 0
+        lines.append('%s  File "%s", line %s, in %s' % (indent, *where))
+        source = _source_line(where[0], where[1])
+        if source:
+            lines.append(indent + "    " + source)
+    _repeated(lines, repeats, indent)
+    lines.append(indent + _exception_line(error))
+    notes = getattr(error, "__notes__", None)
+    if isinstance(notes, list | tuple):
+        lines.extend(indent + str(note) for note in notes)
+    if isinstance(error, BaseExceptionGroup):
+        for number, member in enumerate(error.exceptions, 1):
+            lines.append("%s+---------------- %d ----------------" % (indent, number))
+            _format_chain(member, lines, seen, indent + "| ")
+
+
+def _repeated(lines: list[str], repeats: int, indent: str) -> None:
+    if repeats >= _REPEATS_SHOWN:
+        lines.append("%s  [Previous line repeated %d more times]" % (indent, repeats - _REPEATS_SHOWN + 1))
+
+
+def _exception_line(error: BaseException) -> str:
+    kind = type(error)
+    name = kind.__qualname__
+    if kind.__module__ not in ("builtins", "__main__"):
+        name = f"{kind.__module__}.{name}"
+    try:
+        text = str(error)
+    except Exception:
+        text = "<exception str() failed>"
+    return f"{name}: {text}" if text else name
+
+
+def _source_line(filename: str, lineno: int | None) -> str:
+    if not filename or filename.startswith("<") or not lineno or lineno < 1:
+        return ""
+    try:
+        # Bytes, decoded by hand: a text-mode open would look its codec up.
+        with open(filename, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                if number == lineno:
+                    return line.decode("utf-8", "replace").strip()
+    except (OSError, ValueError):
+        pass  # unreadable here (chroot, another user's tree): file and line must do
+    return ""
 
 
 class Sink:
@@ -103,17 +210,49 @@ class StreamSink(Sink):
 
 
 class FileSink(Sink):
-    """The same lines appended to a file, one ``write`` per record."""
+    """The same lines appended to a file, one ``write`` per record.
+
+    On a full disk a record may be cut part-way (a short write) or not
+    written at all, and the next record, from this process or another one
+    appending to the same file, would carry on the cut line.  So a failed or
+    short write raises a flag in a page shared with the children (made here,
+    before they fork); while it is up, a record first reads the file's last
+    byte and starts a fresh line when the file ends mid-record, and the first
+    record written whole lowers it.  The usual record costs one system call.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        # Readable too, so that the tail can be read with pread (O_APPEND
+        # concerns writes only); a file we may only write to still works.
+        flags = os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        try:
+            self.fd = os.open(path, os.O_RDWR | flags, 0o666)
+        except PermissionError:
+            self.fd = os.open(path, os.O_WRONLY | flags, 0o666)
+        self._cut = mmap.mmap(-1, 1)  # MAP_SHARED: byte 0 is 1 while the file may end mid-record
 
     def write(self, level: int, text: str) -> None:
+        data = _line(level, text).encode("utf-8", "backslashreplace")
+        cut = self._cut
+        if cut[0] and not self._ends_a_line():
+            data = b"\n" + data
         try:
-            os.write(self.fd, _line(level, text).encode("utf-8", "backslashreplace"))
+            written = os.write(self.fd, data)
         except OSError:
-            pass  # a full disk must not take the server down
+            cut[0] = 1  # a full disk must not take the server down
+            return
+        if written < len(data):
+            cut[0] = 1
+        elif cut[0]:
+            cut[0] = 0
+
+    def _ends_a_line(self) -> bool:
+        try:
+            size = os.fstat(self.fd).st_size
+            return not size or os.pread(self.fd, 1, size - 1) == b"\n"
+        except OSError:
+            return False  # cannot tell: an empty line is better than two records on one
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -205,6 +344,38 @@ def make_sink(log_file: str | None, ident: str, facility: str, logsock: str | No
     return FileSink(log_file)
 
 
+class RateLimit:
+    """At most ``per_second`` records a second, and then how many were left out.
+
+    ``admit()`` returns None for a record to leave out, or the number left
+    out since the last admitted one (usually 0), which the caller reports
+    with the record it logs.  The state is one shared anonymous page: made in
+    the parent before forking, it limits the whole server rather than each
+    child (a scan spread over 50 children would otherwise log 50 times as
+    much).  Its updates take no lock, so two processes admitting in the same
+    instant can log one record too many or miss one from the count; a lock
+    on this path would cost more than that is worth.
+    """
+
+    _STATE = struct.Struct("=qqq")  # whole monotonic second, records admitted in it, records left out
+
+    def __init__(self, per_second: int = 5, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second = per_second
+        self.clock = clock  # CLOCK_MONOTONIC is the same in every process of the machine
+        self._page = mmap.mmap(-1, self._STATE.size)  # MAP_SHARED: children update the same bytes
+
+    def admit(self) -> int | None:
+        second = int(self.clock())
+        window, admitted, left_out = self._STATE.unpack_from(self._page)
+        if window != second:
+            window, admitted = second, 0
+        if admitted >= self.per_second:
+            self._STATE.pack_into(self._page, 0, window, admitted, left_out + 1)
+            return None
+        self._STATE.pack_into(self._page, 0, window, admitted + 1, 0)
+        return left_out
+
+
 class Log:
     """The server's logger: ``log(level, fmt, *args)`` with Net::Server levels.
 
@@ -233,8 +404,9 @@ class Log:
             return
         level = min(max(level, 0), 4)
         text = escape(render(msg, args))
-        if exc_info and sys.exc_info()[0] is not None:
-            self.sink.write_exception(level, text, _trace())
+        error = sys.exc_info()[1] if exc_info else None
+        if error is not None:
+            self.sink.write_exception(level, text, format_exception(error))
         else:
             self.sink.write(level, text)
 

@@ -151,11 +151,15 @@ class FlockLock(AcceptLock):
     """``serialize flock``: ``flock(LOCK_EX)`` on each child's own open file description.
 
     A lock taken through a description shared across fork excludes nothing,
-    so each child opens its own in ``child_init``.  Without ``lock_file`` the
-    file is created 0600 and exclusively in a private directory, and both are
-    removed at once; children reopen it through ``/proc/self/fd``.  A given
-    ``lock_file`` must be a regular file owned by us or root and not writable
-    by group or others; it is never unlinked.
+    so each child opens its own in ``child_init``, always by reopening the
+    parent's fd through ``/proc/self/fd``, never by path: every child then
+    locks the very file the parent opened.  Without ``lock_file`` the file is
+    created 0600 and exclusively in a private directory, and both are removed
+    at once.  A given ``lock_file`` must be a regular file owned by us or root
+    and not writable by group or others; it is never unlinked.  Deleting or
+    replacing it while the server runs (temp cleaners do) changes nothing:
+    the parent's ``sweep`` logs it once and the server keeps using the file
+    it opened.  A HUP re-exec opens the path afresh.
     """
 
     name = "flock"
@@ -165,6 +169,7 @@ class FlockLock(AcceptLock):
         self.lock_file = lock_file
         self._fd = -1
         self._identity: tuple[int, int] | None = None
+        self._path_seen: tuple[int, int] | None = None  # what lock_file named at the last sweep
         self._flock = ctypes.CDLL(None, use_errno=True).flock
         self._flock.argtypes = [ctypes.c_int, ctypes.c_int]
 
@@ -172,7 +177,7 @@ class FlockLock(AcceptLock):
         if self.lock_file is not None:
             self._fd = self._open_given(os.O_CREAT)
             info = os.fstat(self._fd)
-            self._identity = (info.st_dev, info.st_ino)
+            self._identity = self._path_seen = (info.st_dev, info.st_ino)
             return
         try:
             import tempfile  # only a generated flock file needs it: kept out of start-up time
@@ -219,19 +224,37 @@ class FlockLock(AcceptLock):
         if self._fd < 0:
             return
         inherited = self._fd
-        if self.lock_file is None:
-            # The magic link opens a new description even though the file has
-            # no name any more.
-            try:
-                self._fd = os.open(f"/proc/self/fd/{inherited}", os.O_RDWR | os.O_CLOEXEC)
-            except OSError as exc:
-                raise StartupError(f"serialize flock: cannot reopen the lock file: {exc.strerror}") from None
-        else:
-            self._fd = self._open_given(0)
-            info = os.fstat(self._fd)
-            if (info.st_dev, info.st_ino) != self._identity:
-                raise StartupError(f"lock_file: {self.lock_file!r} was replaced after start-up")
+        # The magic link opens a new description of the file the parent holds,
+        # even one that has no name any more or whose name now means another
+        # file.  Opening lock_file by path here would fail once it is deleted
+        # (every new child a boot failure) or lock a replacement that the
+        # older children do not use.
+        try:
+            self._fd = os.open(f"/proc/self/fd/{inherited}", os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StartupError(f"serialize flock: cannot reopen the lock file: {exc.strerror}") from None
         os.close(inherited)
+
+    def sweep(self, live_pids: set[int]) -> None:
+        if self.lock_file is None or self._fd < 0:
+            return
+        try:
+            info = os.lstat(self.lock_file)
+            there: tuple[int, int] | None = (info.st_dev, info.st_ino)
+        except FileNotFoundError:
+            there = None
+        except OSError:
+            return
+        if there == self._path_seen:
+            return
+        self._path_seen = there
+        if there is None:
+            self._logf(1, "lock_file %s was deleted; the server keeps locking the file it opened", self.lock_file)
+        elif there == self._identity:
+            self._logf(2, "lock_file %s names the server's lock file again", self.lock_file)
+        else:
+            self._logf(1, "lock_file %s was replaced by another file; the server keeps locking the one it "
+                       "opened and does not follow the new one", self.lock_file)
 
     def acquire(self) -> bool:
         if self._signalled():

@@ -26,7 +26,7 @@ from .access import AccessPolicy, Resolver, confirmed_hostname
 from .connection import Connection, Datagram, LineTooLong, timeval
 from .errors import ConfigError, ExitCode, NetServerError
 from .events import EventLoop
-from .log import Log, make_sink
+from .log import Log, RateLimit, StreamSink, make_sink
 from .options import BASE_OPTIONS, Option, collect
 from .signals import IGNORED, STOP_TOO, Signals, signal_name
 from .status import NullReporter
@@ -140,6 +140,8 @@ class Server:
         self.ready_fds: list[int] = []
         self._ready_sent = False
         self.start_dir = os.getcwd()
+        self._opened = False
+        self.denials: RateLimit | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def run(self, argv: list[str] | None = None, **options: Any) -> None:
@@ -165,11 +167,12 @@ class Server:
         self.configure_hook()                # user: before any parsing
         self.configure(argv, run_options)    # every source -> self.options (errors: exit 2)
         self.post_configure()                # resolve users, hosts, rules; no side effects
-        self.post_configure_hook()           # user
-        if self.check_only():
-            return                           # --check_config / HUP validation stops here
         try:
-            self.pre_bind()                  # log, umask, pid file lock
+            self.open_files()                # pid file lock, then the log (check mode: stderr only)
+            self.post_configure_hook()       # user: its lines reach log_file
+            if self.check_only():
+                return                       # --check_config / HUP validation stops here
+            self.pre_bind()                  # what the children share: the denied-log rate limit
             self.bind()                      # listeners (adopted across a HUP re-exec)
             self.post_bind_hook()            # user: bound, still privileged
             self.post_bind()                 # background, pid written, signals
@@ -245,26 +248,44 @@ class Server:
         print(f"configuration OK ({self.personality})", file=sys.stderr)
         return True
 
-    def pre_bind(self) -> None:
+    def in_check_mode(self) -> bool:
+        """--check_config, or the HUP's validation subprocess: configure, bind nothing, open nothing."""
+        return bool(self.options.check_config) or os.environ.get(restart.ENV_CHECK) == "1"
+
+    def open_files(self) -> None:
+        """Take the pid file's lock, then open the log; before post_configure_hook, as Net::Server does.
+
+        The hook's lines then reach log_file at log_level.  The pid file
+        comes first (Net::Server opens the log first) so that an instance
+        refused as "already running" leaves nothing behind, not even an empty
+        log file; a log that then fails to open gives the pid file back in
+        server_close.  In check mode nothing is created or written: the log
+        goes to stderr at log_level, and the pid file is not touched.
+        """
         options = self.options
+        if self.in_check_mode():
+            self.log.configure(options.log_level, StreamSink())
+            return
+        self._opened = True
         if options.umask is not None:
-            os.umask(options.umask)
+            os.umask(options.umask)  # before the first file we create
+        notes = self.lock_pid_file()
         try:
             sink = make_sink(options.log_file, options.syslog_ident, options.syslog_facility, options.syslog_logsock)
         except (OSError, ValueError) as error:
             raise daemon.StartupError(f"log_file: cannot open {options.log_file!r}: {error}") from None
         self.log.configure(options.log_level, sink)
-        if self.access.deny_only:
-            self.log(1, "Only deny rules are configured: every client will be denied")
-        self.lock_pid_file()
+        for note in notes:
+            self.log(*note)
 
-    def lock_pid_file(self) -> None:
+    def lock_pid_file(self) -> list[tuple[Any, ...]]:
         """Take the pid file's lock; after a HUP re-exec adopt the one held, or move it.
 
         A pid_file changed across a HUP is moved: the new path is locked (and
         written in post_bind) before the old one is removed, so the server is
         never without its "already running" guard.  If the new path cannot
-        be locked the old file is kept, with a log line.
+        be locked the old file is kept, with a log line.  Runs before the log
+        is open: returns the (level, format, *args) lines to log once it is.
         """
         wanted = self.options.pid_file
         inherited = os.environ.pop(daemon.ENV_PIDFILE, "") if self.restarting else ""
@@ -273,30 +294,37 @@ class Server:
             if wanted:
                 pid_file = daemon.PidFile(wanted)
                 try:
-                    pid_file.acquire(self.log)
+                    pid_file.acquire()
                 except daemon.StartupError as error:
                     if not self.restarting:
                         raise
                     # Added by a HUP: the running server must not die of it (it ran without one).
-                    self.log(0, "pid_file %s not taken after the restart: %s", wanted, error)
-                    return
+                    return [(0, "pid_file %s not taken after the restart: %s", wanted, error)]
                 self.pid_file = pid_file
-            return
+                if pid_file.stale:
+                    return [(1, "pid_file %s names pid %s, which holds no lock: stale, replacing it", wanted,
+                             pid_file.stale)]
+            return []
         if wanted and (held.is_at(wanted) or not held.path):
             self.pid_file = held
-            return
+            return []
         if not wanted:
-            self.log(2, "pid_file is no longer configured: removing %s", held.path)
             held.remove()
-            return
+            return [(2, "pid_file is no longer configured: removed %s", held.path)]
         moved = daemon.PidFile(wanted)
         try:
-            moved.acquire(self.log)
+            moved.acquire()
         except daemon.StartupError as error:
-            self.log(1, "pid_file stays %s: cannot move it to %s (%s)", held.path, wanted, error)
             self.pid_file = held
-            return
+            return [(1, "pid_file stays %s: cannot move it to %s (%s)", held.path, wanted, error)]
         self.pid_file, self._pid_file_moved_from = moved, held
+        return []
+
+    def pre_bind(self) -> None:
+        # Made before any fork, so that every child shares one limit.
+        self.denials = RateLimit()
+        if self.access.deny_only:
+            self.log(1, "Only deny rules are configured: every client will be denied")
 
     def bind(self) -> None:
         inherited = listen.import_env(os.environ.pop(listen.ENV_FDS, None), self.targets)
@@ -306,11 +334,8 @@ class Server:
             self.log(2, "Binding open file descriptors")
         self.listeners = listen.bind_all(self.targets, self.options.listen, inherited, self.log,
                                          skip_failures=restarted)
-        # Logged once everything is bound, so a failed start prints only its error.
-        self.log(2, "%s (type %s) starting! pid(%d)", type(self).__name__, self.personality, os.getpid())
         limit = timeval(self.options.timeout) if self.options.timeout else None
         for listener in self.listeners:
-            self.log(2, "%s %s", "Reassociated" if listener.inherited else "Bound to", listener.describe())
             if limit is not None and listener.proto != "udp":
                 # Accepted sockets inherit these: the kernel enforces the client timeout.
                 listener.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
@@ -323,6 +348,11 @@ class Server:
             # Let go of the terminal before any child inherits it; later start-up
             # errors travel to the launcher over the status fd instead.
             daemon.detach_stdio(options.log_file)
+        # Logged once everything is bound, so a failed start prints only its
+        # error, and after backgrounding, so the pid is the daemon's.
+        self.log(2, "%s (type %s) starting! pid(%d)", type(self).__name__, self.personality, os.getpid())
+        for listener in self.listeners:
+            self.log(2, "%s %s", "Reassociated" if listener.inherited else "Bound to", listener.display())
         if self.pid_file is not None:
             self.pid_file.write(os.getpid())
         if self._pid_file_moved_from is not None:
@@ -342,7 +372,11 @@ class Server:
         if self._closed or self.is_child:
             return
         self._closed = True
-        if self.options is None or not self.log.configured:
+        if not self._opened:
+            return  # the configuration failed, or check mode: nothing was opened
+        if not self.log.configured:
+            if self.pid_file is not None:
+                self.pid_file.remove()  # the log failed to open right after the lock was taken
             return
         self.pre_server_close_hook()
         if self._serving:
@@ -379,6 +413,30 @@ class Server:
                 os.write(self._status_fd, f"EXIT {int(error.exit_code)} {message}\n".encode())
             except OSError:
                 pass
+
+    def isolate_forks(self) -> None:
+        """Call in a process that serves clients: what a handler forks from it gets no listener.
+
+        A process that a handler forks (``os.fork()``, multiprocessing's fork)
+        would otherwise keep the listening sockets after the server stops, so
+        the kernel would go on queueing connections nobody accepts and a
+        restart would fail with "address already in use".  The new process
+        also loses the accept lock (a copy of a flock description would keep a
+        lock its dead holder took from ever being released) and gets the
+        default signal handlers back, so TERM ends it instead of running the
+        server's handler in a copy of the child.  Registered in the serving
+        process only: CPython runs at-fork Python code in every fork of the
+        process that registered it, and the parent forks all the children.
+        """
+        os.register_at_fork(after_in_child=self._forget_server_in_fork)
+
+    def _forget_server_in_fork(self) -> None:
+        for listener in self.listeners:
+            listener.close()
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            lock.close_in_child()
+        self.signals.reset_in_child()
 
     # ------------------------------------------------------------- stopping
     def close_listeners(self) -> None:
@@ -477,7 +535,10 @@ class Server:
             self.post_accept(client)                        # per-connection setup
             self.get_client_info(client)                    # peer names, CONNECT log line
             self.post_accept_hook(client)                   # user
-            ok = bool(self.allow_deny(client) and self.allow_deny_hook(client))
+            allowed = self.allow_deny(client)
+            ok = bool(allowed and self.allow_deny_hook(client))
+            if allowed and not ok:
+                self.log_denied(client, "allow_deny_hook")
             if ok:
                 self.process_request(client)                # user: the service
             else:
@@ -501,7 +562,9 @@ class Server:
 
     @staticmethod
     def _peer(client: Connection | Datagram) -> str:
-        return client.listener.describe() if client.proto == "unix" else f"{client.peeraddr}:{client.peerport}"
+        if client.proto == "unix":
+            return client.listener.display()
+        return listen.display_address(client.peeraddr, client.peerport)
 
     def post_accept(self, client: Connection | Datagram) -> None:
         """Per-connection setup before anything reads from the client."""
@@ -512,14 +575,31 @@ class Server:
             client.peerhost = name or client.peeraddr
         if self.log.level >= 3:
             self.log(3, 'CONNECT %s Peer: "%s" Local: "%s"', client.proto.upper(), self._peer(client),
-                     client.listener.describe())
+                     client.listener.display())
 
     def allow_deny(self, client: Connection | Datagram) -> bool:
         policy = self.access
         if policy is None or policy.empty:
             return True
         name = client.peerhost if client.peerhost != client.peeraddr else None
-        return policy.permits(client.proto, client.peeraddr, name)
+        decision = policy.decide(client.proto, client.peeraddr, name)
+        if not decision.allowed:
+            self.log_denied(client, decision.rule)
+        return decision.allowed
+
+    def log_denied(self, client: Connection | Datagram, rule: str) -> None:
+        """A level-2 line per denied client, rate-limited server-wide so that a scan cannot flood the log."""
+        if not self.log.enabled(2):
+            return
+        if self.denials is None:
+            self.denials = RateLimit()  # a server built without pre_bind: this process only
+        left_out = self.denials.admit()
+        if left_out is None:
+            return
+        if left_out:
+            self.log(2, "%d more denied connections were not logged (at most %d lines a second)",
+                     left_out, self.denials.per_second)
+        self.log(2, "Denied connection from %s: %s", self._peer(client), rule)
 
     def post_process_request(self, client: Connection | Datagram) -> None:
         client.close()

@@ -294,6 +294,7 @@ class Supervisor(Server):
             return 0
         self.install_child_signals()
         self.lock.wakeup_fd = self.signals.read_fd
+        self.isolate_forks()  # a process a handler forks gets no listener, lock or handler of ours
         restore(set())
         try:
             self.child_init_hook()

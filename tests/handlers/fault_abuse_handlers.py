@@ -3,6 +3,7 @@
 import errno
 import os
 import signal
+import time
 
 
 class Slurp:
@@ -54,3 +55,31 @@ class FdHog:
                 if error.errno in (errno.EMFILE, errno.ENFILE):
                     return
                 raise
+
+
+class Forker:
+    """Forks a process that outlives the request (as a handler starting a worker would); answers its pid.
+
+    The forked process lets go of its copy of the client (so the client sees
+    the end of the reply), then sleeps until killed or 60 s have passed.
+    """
+
+    def process_request(self, client):
+        client.rfile.readline()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(client.sock.detach())
+                time.sleep(60)
+            finally:
+                os._exit(0)
+        client.wfile.write(b"%d\n" % pid)
+
+
+class LogLine:
+    """Logs each line it reads as 'record <line> end' at level 2, then answers 'ok'."""
+
+    def process_request(self, client):
+        line = client.rfile.readline().strip()
+        self.log(2, "record %s end", line.decode())
+        client.wfile.write(b"ok\n")

@@ -256,6 +256,44 @@ def test_permits(
 
 
 @pytest.mark.parametrize(
+    ("kwargs", "proto", "address", "hostname", "expected"),
+    [pytest.param(*row[1:], id=row[0]) for row in PERMITS_CASES],
+)
+def test_decide_agrees_with_permits(
+    kwargs: dict[str, Any], proto: str, address: str, hostname: str | None, expected: bool
+) -> None:
+    decision = AccessPolicy.compile(**kwargs).decide(proto, address, hostname)
+    assert decision.allowed is expected and decision.rule
+
+
+# fmt: off
+DECIDE_CASES = [
+    # (rules, address, hostname, allowed, the rule reported)
+    ({"deny": [r"192\..*"], "allow": [r"192\.0\.2\.1"]}, "192.0.2.1", None, False, r"deny 192\..*"),
+    ({"deny": [r".*\.bad\.net"]}, "192.0.2.1", "x.bad.net", False, r"deny .*\.bad\.net"),
+    ({"cidr_deny": ["192.0.2.0/24"], "allow": [".*"]}, "::ffff:192.0.2.9", None, False, "cidr_deny 192.0.2.0/24"),
+    ({"allow": [r"127\.0\.0\.1"]}, "127.0.0.1", None, True, r"allow 127\.0\.0\.1"),
+    ({"cidr_allow": ["10.0.0.0/8, 127.0.0.0/8"]}, "127.0.0.1", None, True, "cidr_allow 127.0.0.0/8"),
+    ({"cidr_allow": ["10.0.0.0/8"]}, "127.0.0.1", None, False, "no allow or cidr_allow rule matched"),
+    ({"deny": [r"10\..*"]}, "127.0.0.1", None, False, "only deny rules are configured, which denies everyone"),
+    ({}, "127.0.0.1", None, True, "no allow or deny rules"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("kwargs", "address", "hostname", "allowed", "rule"), DECIDE_CASES)
+def test_decide_names_the_rule_as_configured(
+    kwargs: dict[str, Any], address: str, hostname: str | None, allowed: bool, rule: str
+) -> None:
+    assert AccessPolicy.compile(**kwargs).decide("tcp", address, hostname) == (allowed, rule)
+
+
+def test_unix_peers_are_allowed_whatever_the_rules() -> None:
+    assert AccessPolicy.compile(cidr_allow=["10.0.0.0/8"]).decide("unix", "", None) == (
+        True, "unix sockets are always allowed")
+
+
+@pytest.mark.parametrize(
     ("kwargs", "empty", "deny_only", "uses_hostnames"),
     [
         ({}, True, False, False),

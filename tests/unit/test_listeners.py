@@ -253,11 +253,44 @@ def test_bind_all_port_in_use_names_the_address():
         holder.close()
 
 
+@pytest.mark.parametrize("spec", ["127.0.0.1:0", pytest.param("[::1]:0", marks=needs_v6),
+                                  pytest.param("[::]:0", marks=needs_v6)])
+def test_logs_show_an_address_that_reads_as_a_port_value(spec):
+    bound = listeners.bind_all(listeners.resolve(parse(spec)), 16, {}, no_log)
+    try:
+        host, port = bound[0].host, bound[0].port
+        assert bound[0].describe() == f"tcp:{host}:{port}"  # the READY line's form is unchanged
+        shown = bound[0].display()
+        assert shown == (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        again = parse(shown)  # pasted back as a port value, it names the same socket
+        assert (again.proto, again.host.strip("[]"), again.port) == ("tcp", host, port)
+    finally:
+        close_all(bound)
+
+
+@needs_v6
+def test_a_bind_error_names_the_address_as_the_log_shows_it():
+    with socket.socket(socket.AF_INET6) as holder:
+        holder.bind(("::1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        with pytest.raises(BindError) as caught:
+            listeners.bind_all(listeners.resolve(parse(f"[::1]:{taken}")), 16, {}, no_log)
+    assert str(caught.value) == f"cannot bind [::1]:{taken}: address already in use"
+
+
+def test_display_address_brackets_ipv6_only():
+    assert listeners.display_address("::", 20203) == "[::]:20203"
+    assert listeners.display_address("fe80::1%eth0", 1) == "[fe80::1%eth0]:1"
+    assert listeners.display_address("127.0.0.1", 20203) == "127.0.0.1:20203"
+
+
 def test_udp_listener_is_a_datagram_socket():
     bound = listeners.bind_all(listeners.resolve(parse("127.0.0.1:0/udp")), 16, {}, no_log)
     try:
         assert bound[0].sock.type == socket.SOCK_DGRAM
         assert bound[0].describe() == f"udp:127.0.0.1:{bound[0].port}"
+        assert bound[0].display() == f"127.0.0.1:{bound[0].port}/udp"
     finally:
         close_all(bound)
 
@@ -280,6 +313,7 @@ def test_stale_unix_socket_file_is_replaced(tmp_path):
             client.settimeout(5)
             client.connect(str(path))
         assert bound[0].describe() == f"unix:{path}:0"
+        assert bound[0].display() == f"unix:{path}"
     finally:
         close_all(bound)
         bound[0].remove_socket_file()

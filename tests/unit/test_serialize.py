@@ -528,13 +528,40 @@ def test_unsafe_lock_file_is_refused(tmp_path, setup: Callable[..., object], pro
     assert str(info.value).startswith(f"lock_file: {str(path)!r} {problem}")
 
 
-def test_replaced_lock_file_is_refused_in_the_child(make: Callable[..., AcceptLock], tmp_path) -> None:
+def test_a_deleted_lock_file_still_excludes_and_is_logged_once(children: Children, make: Callable[..., AcceptLock],
+                                                               tmp_path) -> None:
     path = tmp_path / "accept.lock"
-    lock = make("flock", lock_file=str(path))
+    seen: list[str] = []
+    lock = make("flock", lock_file=str(path), log=lambda level, fmt, *args: seen.append(fmt % args), log_level=2)
+    os.unlink(path)
+    # Children opened after the deletion reopen the parent's file: they still exclude each other.
+    assert contend(children, lock, rounds=100, hold=0.0002) == 0
+    lock.sweep(set())
+    lock.sweep(set())
+    assert seen == [f"lock_file {path} was deleted; the server keeps locking the file it opened"]
+    assert not path.exists(), "a deleted lock_file is not made again"
+
+
+def test_a_replaced_lock_file_is_logged_and_not_followed(children: Children, make: Callable[..., AcceptLock],
+                                                        tmp_path) -> None:
+    path = tmp_path / "accept.lock"
+    seen: list[str] = []
+    lock = make("flock", lock_file=str(path), log=lambda level, fmt, *args: seen.append(fmt % args), log_level=2)
+    original = os.stat(path).st_ino
     os.unlink(path)
     path.touch(mode=0o600)
-    with pytest.raises(StartupError, match="was replaced"):
+    board = Board()
+
+    def body() -> int:
         lock.child_init()
+        board[0] = os.fstat(lock._fd).st_ino  # type: ignore[attr-defined]
+        lock.close_in_child()
+        return 0
+
+    assert children.wait(children.fork(body)) == 0
+    assert board[0] == original != path.stat().st_ino
+    lock.sweep(set())
+    assert len(seen) == 1 and "was replaced by another file" in seen[0] and "does not follow" in seen[0]
 
 
 # -- semaphore -----------------------------------------------------------------------------------
