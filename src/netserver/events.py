@@ -16,7 +16,7 @@ than removing it, and the heap stays small).
 from __future__ import annotations
 
 import heapq
-import selectors
+import select
 import time
 from collections.abc import Callable
 
@@ -49,24 +49,29 @@ class EventLoop:
     """
 
     def __init__(self) -> None:
-        self._selector: selectors.BaseSelector | None = None
+        # epoll itself rather than the selectors module: a new child throws the parent's
+        # loop away, and closing one epoll object is all that costs it (selectors' close
+        # walks its map in Python, in every child, at every fork).
+        self._epoll: select.epoll | None = None
+        self._callbacks: dict[int, Callback] = {}
         self._timers: list[tuple[float, int, Timer]] = []
         self._sequence = 0
 
     def fileno(self) -> int:
-        return self._selector.fileno() if self._selector is not None else -1
+        return self._epoll.fileno() if self._epoll is not None else -1
 
     def watch(self, fd: int, callback: Callback) -> None:
-        if self._selector is None:
-            self._selector = selectors.DefaultSelector()
-        self._selector.register(fd, selectors.EVENT_READ, callback)
+        if self._epoll is None:
+            self._epoll = select.epoll()
+        self._epoll.register(fd, select.EPOLLIN)
+        self._callbacks[fd] = callback
 
     def unwatch(self, fd: int) -> None:
-        if self._selector is not None:
+        if self._callbacks.pop(fd, None) is not None and self._epoll is not None:
             try:
-                self._selector.unregister(fd)
-            except (KeyError, ValueError):
-                pass
+                self._epoll.unregister(fd)
+            except OSError:
+                pass  # already closed: the kernel dropped it from the set
 
     def call_at(self, deadline: float, callback: Callback) -> Timer:
         timer = Timer(deadline, callback)
@@ -89,10 +94,12 @@ class EventLoop:
         if deadline is not None:
             until = max(0.0, deadline - time.monotonic())
             wait = until if wait is None else min(wait, until)
-        if self._selector is None:
-            self._selector = selectors.DefaultSelector()
-        for key, _ in self._selector.select(wait):
-            key.data()
+        if self._epoll is None:
+            self._epoll = select.epoll()
+        for fd, _ in self._epoll.poll(-1 if wait is None else wait):
+            callback = self._callbacks.get(fd)
+            if callback is not None:  # an earlier callback of this round may have unwatched it
+                callback()
         self.run_due()
 
     def run_due(self) -> None:
@@ -106,7 +113,8 @@ class EventLoop:
                 timer.callback()
 
     def close(self) -> None:
-        if self._selector is not None:
-            self._selector.close()
-            self._selector = None
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
+        self._callbacks = {}
         self._timers = []

@@ -100,15 +100,19 @@ class Signals:
             _signal.signal(signum, _signal.SIG_DFL)
         self.installed = []
 
-    def reset_in_child(self) -> None:
-        """Forget the parent's pipe and handlers (signals are blocked meanwhile)."""
+    def reset_in_child(self, ignore: frozenset[int] = frozenset()) -> None:
+        """Forget the parent's pipe and handlers (signals are blocked meanwhile).
+
+        Each installed signal goes back to its default action, or to SIG_IGN
+        if it is in ``ignore`` (one system call each, whatever the child does next).
+        """
         _signal.set_wakeup_fd(-1)
         for fd in (self.read_fd, self.write_fd):
             if fd >= 0:
                 os.close(fd)
         self.read_fd = self.write_fd = -1
         for signum in self.installed:
-            _signal.signal(signum, _signal.SIG_DFL)
+            _signal.signal(signum, _signal.SIG_IGN if signum in ignore else _signal.SIG_DFL)
         self.installed = []
         self.on_signal = None
 

@@ -126,6 +126,15 @@ class Scoreboard:
         assert self._map is not None
         struct.pack_into("=i", self._map, index * SLOT_SIZE, pid)
 
+    def booted(self, index: int) -> None:
+        """The child said READY: booting becomes idle, written by the parent so that a child's
+        boot runs none of this module's code.  A child already busy (it accepted before we read
+        its READY) is left as it said."""
+        assert self._map is not None
+        offset = index * SLOT_SIZE
+        if _STATE.unpack_from(self._map, offset + _STATE_AT)[0] == BOOTING:
+            _IDLE.pack_into(self._map, offset + _STATE_AT, IDLE, 0, 0, 0, time.monotonic())
+
     def release(self, index: int) -> None:
         if index in self._used and self._map is not None:
             self._used.discard(index)

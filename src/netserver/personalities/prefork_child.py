@@ -31,8 +31,7 @@ class PreForkChild:
         if self.is_dequeue:
             self.dequeue()
             return
-        self.status.idle()
-        os.write(ready_write, status.READY)
+        os.write(ready_write, status.READY)  # the parent marks our slot idle when it reads this
         try:
             self.child_loop()
         finally:

@@ -31,6 +31,7 @@ class Single(Server):
         self.signals.install((signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, *IGNORED, *STOP_TOO),
                              self.on_signal)
         daemon.drop_privileges(self.identity, self.options.chroot)
+        self.serves_clients = True
         self.isolate_forks()
 
     def loop(self) -> None:
