@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from netserver import PreForkSimple, Server  # noqa: E402
+from netserver import PreFork, PreForkSimple, Server  # noqa: E402
 from netserver.options import all_options, option_table  # noqa: E402
 
 BEGIN, END = "<!-- options:begin -->", "<!-- options:end -->"
@@ -40,8 +40,12 @@ def table(options, title: str) -> str:
 
 def render() -> str:
     base = option_table(all_options(Server))
-    prefork = [o for name, o in option_table(all_options(PreForkSimple)).items() if name not in base]
-    return "\n\n".join([table(base.values(), "Every personality"), table(prefork, "PreForkSimple")])
+    simple = option_table(all_options(PreForkSimple))
+    prefork_simple = [o for name, o in simple.items() if name not in base]
+    # PreFork: what it declares itself (max_servers as a ceiling, the spare band); the rest is PreForkSimple's.
+    prefork = list(PreFork.declared_options)
+    return "\n\n".join([table(base.values(), "Every personality"), table(prefork_simple, "PreForkSimple (and PreFork)"),
+                        table(prefork, "PreFork (in addition; max_servers is a ceiling here)")])
 
 
 def main() -> int:

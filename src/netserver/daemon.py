@@ -99,8 +99,11 @@ class PidFile:
 
     def write(self, pid: int) -> None:
         self.pid = pid
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{pid}\n".encode(), 0)
+        # Write, then cut to length: a reader (a HUP's re-write, a monitoring script) never
+        # sees the file empty, as it would between a truncate and the write.
+        data = f"{pid}\n".encode()
+        os.pwrite(self.fd, data, 0)
+        os.ftruncate(self.fd, len(data))
 
     def export(self) -> str:
         os.set_inheritable(self.fd, True)

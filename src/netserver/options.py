@@ -314,6 +314,32 @@ PREFORK_SIMPLE_OPTIONS: tuple[Option, ...] = (
 )
 
 
+PREFORK_OPTIONS: tuple[Option, ...] = (
+    Option("max_servers", integer(1), 50,
+           "The most children at once: the pool grows up to this under load. Default 50.", metavar="N"),
+    Option("min_servers", optional(integer(1)), None,
+           "Children forked at start, and the fewest kept. Default: 5, or max_servers if that is smaller.",
+           metavar="N"),
+    Option("min_spare_servers", optional(integer(0)), None,
+           "Fork when fewer children than this are idle (up to max_servers). Default: 2, or less if "
+           "min_servers or max_spare_servers is smaller.", metavar="N"),
+    Option("max_spare_servers", optional(integer(0)), None,
+           "Retire idle children above this many (down to min_servers), every check_for_waiting seconds. "
+           "Default: 10, or max_servers - 1 if that is smaller.", metavar="N"),
+    Option("check_for_waiting", seconds(), 10.0,
+           "Seconds between checks for too many idle children. Default 10.", metavar="SECONDS"),
+    Option("check_for_spawn", seconds(), 30.0,
+           "Seconds between full recounts of the pool against the scoreboard (the pool is also read "
+           "20 times a second to decide on forks). Default 30.", metavar="SECONDS"),
+    Option("min_child_ttl", seconds(allow_zero=True), 10.0,
+           "Retire no idle child while any child is younger than this many seconds. Default 10.",
+           metavar="SECONDS"),
+    Option("max_spawn_per_tick", integer(1), 8,
+           "The most children forked in one twentieth of a second, so that a burst cannot fork-bomb the "
+           "machine. Default 8.", metavar="N"),
+)
+
+
 class OptionClash(TypeError):
     """Two unrelated classes declare one option differently (raised at class creation)."""
 

@@ -11,7 +11,7 @@ import pytest
 from support import procs
 from support.clients import connect, read_all, read_line, talk, udp_exchange
 
-PERSONALITIES = ["Single", "PreForkSimple"]
+PERSONALITIES = ["Single", "PreForkSimple", "PreFork"]
 
 
 @pytest.fixture(params=PERSONALITIES)
@@ -19,7 +19,7 @@ def start(request, serve):
     personality = request.param
 
     def launch(*args, **kwargs):
-        extra = ["--max_servers", "2"] if personality == "PreForkSimple" else []
+        extra = [] if personality == "Single" else ["--max_servers", "2"]
         return serve("--server_type", personality, *extra, *args, **kwargs)
 
     launch.personality = personality
@@ -187,8 +187,7 @@ def test_hup_closes_an_idle_persistent_client_at_once(start):
         server.signal(signal.SIGHUP)
         assert read_all(sock) == b""
         assert time.monotonic() - hupped < 5
-    procs.wait_until(lambda: "Ready: READY" in server.log().split("Re-exec server during HUP")[-1], 15,
-                     message="readiness after the restart")
+    procs.wait_until(lambda: server.log().count("starting! pid") == 2, 15, message="the re-exec")
     assert talk(server.addr, b"again\n") == b"again\n"
 
 
@@ -211,6 +210,15 @@ def test_hup_restarts_in_place_keeping_the_socket(start):
         assert read_line(sock) == b"x\n"
     if start.personality == "PreForkSimple":
         assert second != first
+
+
+def test_a_routine_reload_is_logged_as_a_notice_not_an_error(start):
+    server = start()
+    server.signal(signal.SIGHUP)
+    procs.wait_until(lambda: server.log().count("starting! pid") == 2, 15, message="the re-exec")
+    log = server.log()
+    assert "notice: Re-exec server during HUP" in log
+    assert "error:" not in log
 
 
 def test_pid_file_of_a_running_server_refuses_a_second(start, serve, tmp_path):

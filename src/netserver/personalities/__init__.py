@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from .prefork import PreFork
 from .prefork_simple import PreForkSimple
 from .single import Single
 
-PERSONALITIES = {"Single": Single, "PreForkSimple": PreForkSimple}
+PERSONALITIES = {"Single": Single, "PreForkSimple": PreForkSimple, "PreFork": PreFork}
 
 
 def find(name: str):

@@ -1,0 +1,180 @@
+"""PreFork: a pool that follows the load between min_servers and max_servers.
+
+Net::Server::PreFork's model, with its names: ``min_servers`` children at
+start; when fewer than ``min_spare_servers`` are idle the parent forks more
+(at most ``max_spawn_per_tick`` each twentieth of a second, never above
+``max_servers``); every ``check_for_waiting`` seconds it retires idle ones
+above ``max_spare_servers`` (never below ``min_servers``, and not while any
+child is younger than ``min_child_ttl``).
+
+The decisions read the scoreboard: children report nothing extra and wake
+nobody (Perl's children write a status line to a shared pipe twice a
+request, and the parent races them).  Defaults are derived so that any
+``max_servers`` starts (Perl's die with ``max_servers 2``); an explicit set
+that cannot hold exits 2 naming both options.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .. import status
+from ..errors import ConfigError
+from ..options import PREFORK_OPTIONS
+from .prefork_simple import PreForkSimple
+
+POOL_TICK = 0.05  # seconds between scoreboard reads for forking decisions
+
+
+class PreFork(PreForkSimple):
+    """A pre-forked pool that grows and shrinks with the load.
+
+    Runtime state (parent): ``pool_min`` and ``pool_max`` (TTIN/TTOU move
+    both by one; a HUP restores the configured ones), ``min_spare`` and
+    ``max_spare``.  Everything else (hooks, signals, the stop table, HUP,
+    serialization, dequeue) is PreForkSimple's.
+    """
+
+    personality = "PreFork"
+    declared_options = PREFORK_OPTIONS
+
+    pool_min = pool_max = min_spare = max_spare = 0
+    _spawn_budget = 0
+
+    # ------------------------------------------------------------ configuration
+    def post_configure(self) -> None:
+        super().post_configure()
+        self.pool_min, self.pool_max, self.min_spare, self.max_spare = derive_pool(self.options, self.option_origins)
+
+    def initial_pool_size(self) -> int:
+        return self.pool_min
+
+    def start_timers(self) -> None:
+        super().start_timers()
+        self._spawn_budget = self.options.max_spawn_per_tick
+        self.events.call_later(POOL_TICK, self._pool_tick)
+        self.events.call_later(self.options.check_for_waiting, self._waiting_tick)
+        self.events.call_later(self.options.check_for_spawn, self._recount_tick)
+
+    # ------------------------------------------------------------ the pool
+    def _counts(self) -> tuple[int, int, int]:
+        """(total, serving, spare): server children, those still taking work, and those of them
+        idle or still booting.  A leaving child still counts against max_servers."""
+        total = serving = spare = 0
+        board = self.scoreboard
+        for child in self.children:
+            if child.kind != "server":
+                continue
+            total += 1
+            if child.leaving:
+                continue
+            serving += 1
+            slot = board.read(child.slot)
+            if slot is not None and slot.state in (status.IDLE, status.BOOTING):
+                spare += 1
+        return total, serving, spare
+
+    def want_more(self) -> int:
+        total, serving, spare = self._counts()
+        if serving < self.pool_min:
+            wanted = min(self.pool_min - serving, self.pool_max - total)
+        elif spare < self.min_spare:
+            wanted = min(self.min_spare - spare, self.pool_max - total)
+        else:
+            return 0
+        if wanted <= 0:
+            return 0
+        wanted = min(wanted, self._spawn_budget)
+        self._spawn_budget -= wanted
+        return wanted
+
+    def _pool_tick(self) -> None:
+        self.events.call_later(POOL_TICK, self._pool_tick)
+        self._spawn_budget = self.options.max_spawn_per_tick  # top_up runs right after this
+
+    def _waiting_tick(self) -> None:
+        self.events.call_later(self.options.check_for_waiting, self._waiting_tick)
+        if self.stopping:
+            return
+        _, serving, spare = self._counts()
+        if serving > self.pool_max:
+            excess = serving - self.pool_max
+        elif spare > self.max_spare and serving > self.pool_min and not self._young_child():
+            excess = min(spare - self.max_spare, serving - self.pool_min)
+        else:
+            return
+        retired = sum(1 for _ in range(excess) if self.retire_one())
+        if retired:
+            self.log(3, "Retiring %d idle children (%d serving, %d idle; max_spare_servers %d)", retired, serving,
+                     spare, self.max_spare)
+
+    def _young_child(self) -> bool:
+        youngest = max((child.started for child in self.children if child.kind == "server"), default=0.0)
+        return bool(youngest) and time.monotonic() - youngest < self.options.min_child_ttl
+
+    def _recount_tick(self) -> None:
+        self.events.call_later(self.options.check_for_spawn, self._recount_tick)
+        self.check_for_dead()
+
+    # ------------------------------------------------------------ runtime control
+    def handle_sigttin(self, signum: int) -> None:
+        if self.stopping:
+            return
+        self.pool_min += 1
+        self.pool_max += 1
+        self.pool_size = self.pool_min
+        self._log_pool("SIGTTIN")
+
+    def handle_sigttou(self, signum: int) -> None:
+        if self.stopping:
+            return
+        floor = self.max_spare + 1  # max_spare_servers < max_servers, as at start-up
+        if self.pool_min <= 1 and self.pool_max <= floor:
+            self.log(2, "Received SIGTTOU: min_servers %d and max_servers %d stay (the spare band needs them)",
+                     self.pool_min, self.pool_max)
+            return
+        self.pool_min = max(1, self.pool_min - 1)
+        self.pool_max = max(floor, self.pool_max - 1, self.pool_min)
+        self.pool_size = self.pool_min
+        _, serving, _ = self._counts()
+        if serving > self.pool_max or serving > self.pool_min:
+            self.retire_one()
+        self._log_pool("SIGTTOU")
+
+    def _log_pool(self, name: str) -> None:
+        self.log(2, "Received %s: min_servers %d, max_servers %d (configured %d and %d; a HUP restores them)",
+                 name, self.pool_min, self.pool_max, *derive_pool(self.options, self.option_origins)[:2])
+
+
+def derive_pool(options, origins: dict[str, str]) -> tuple[int, int, int, int]:
+    """(min_servers, max_servers, min_spare_servers, max_spare_servers), consistent, or ConfigError.
+
+    Only an explicit value can be inconsistent: a derived one gives way to
+    the explicit ones around it.
+    """
+    maximum = options.max_servers
+    given = {name: getattr(options, name) for name in ("min_servers", "min_spare_servers", "max_spare_servers")}
+    minimum = given["min_servers"] if given["min_servers"] is not None else min(5, maximum)
+    max_spare = given["max_spare_servers"]
+    if max_spare is None:
+        max_spare = min(10, maximum - 1)
+        if given["min_spare_servers"] is not None:
+            max_spare = min(max(max_spare, given["min_spare_servers"]), maximum - 1)
+    min_spare = given["min_spare_servers"]
+    if min_spare is None:
+        min_spare = min(2, minimum, max_spare)
+    _require(minimum <= maximum, "min_servers", minimum, "max_servers", maximum, "is more than", origins)
+    _require(max_spare < maximum, "max_spare_servers", max_spare, "max_servers", maximum,
+             "must be less than", origins)
+    _require(min_spare <= max_spare, "min_spare_servers", min_spare, "max_spare_servers", max_spare,
+             "is more than", origins)
+    return minimum, maximum, min_spare, max_spare
+
+
+def _require(holds: bool, name: str, value: int, other: str, limit: int, relation: str,
+             origins: dict[str, str]) -> None:
+    # ``name`` is always an explicit value here: the derivation above keeps derived ones consistent.
+    if holds:
+        return
+    raise ConfigError(name, str(value), origins.get(name),
+                      f"{relation} {other} ({limit}, {origins.get(other, 'default')}); change one of the two")
