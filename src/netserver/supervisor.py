@@ -348,7 +348,8 @@ class Supervisor(Server):
             if self._backoff is not None:
                 self._backoff.cancel()
                 self._backoff = None
-            if self.children.serving() >= self.pool_size and \
+            # A child can report after a stop began (the listeners are closed then): nothing to announce.
+            if not self.stopping and self.children.serving() >= self.pool_size and \
                     all(c.booted for c in self.children if c.kind == "server"):
                 self.notify_ready()
                 if self._old_waiting:
