@@ -29,7 +29,6 @@ from __future__ import annotations
 import compileall
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from . import tools
@@ -45,16 +44,9 @@ class RevisionError(ValueError):
 
 def _git(*args: str, cwd: Path = tools.REPO_DIR, timeout: float = 120) -> tuple[bool, str]:
     """Run git in cwd; (succeeded, stripped stdout, or the last lines of stderr on failure)."""
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(cwd), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, str(exc)
+    proc = tools.run_captured(["git", "-C", str(cwd), *args], timeout)
+    if isinstance(proc, str):
+        return False, proc
     if proc.returncode != 0:
         return False, " | ".join(proc.stderr.strip().splitlines()[-2:]) or "git exited %d" % proc.returncode
     return True, proc.stdout.strip()

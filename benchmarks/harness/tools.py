@@ -62,19 +62,19 @@ def build_all(may_install: bool) -> dict[str, Path]:
     return out
 
 
+def run_captured(cmd: list[str], timeout: float, env: dict | None = None) -> subprocess.CompletedProcess | str:
+    """Run cmd with no input and its output captured; the finished process, or why it could not run."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+
+
 def run_quiet(cmd: list[str], timeout: float = INSTALL_TIMEOUT_S, env: dict | None = None) -> tuple[bool, str]:
     """Run cmd; (succeeded, last lines of its output)."""
-    try:
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, str(exc)
+    proc = run_captured(cmd, timeout, env)
+    if isinstance(proc, str):
+        return False, proc
     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
     return proc.returncode == 0, tail
 

@@ -187,21 +187,25 @@ class AccessPolicy(NamedTuple):
         address = normalize_address(address)
         ip = _parse(address)
         names = (address,) if hostname is None else (hostname, address)
-        for rx in self.deny:
-            if any(rx.fullmatch(n) for n in names):
-                return Decision(False, f"deny {rx.pattern}")
-        if ip is not None:
-            for net in self.cidr_deny:
-                if ip in net:
-                    return Decision(False, f"cidr_deny {net}")
-        for rx in self.allow:
-            if any(rx.fullmatch(n) for n in names):
-                return Decision(True, f"allow {rx.pattern}")
-        if ip is not None:
-            for net in self.cidr_allow:
-                if ip in net:
-                    return Decision(True, f"cidr_allow {net}")
+        denied = _first_rule("deny", self.deny, self.cidr_deny, names, ip)
+        if denied is not None:
+            return Decision(False, denied)
+        allowed = _first_rule("allow", self.allow, self.cidr_allow, names, ip)
+        if allowed is not None:
+            return Decision(True, allowed)
         return _UNMATCHED if self.allow or self.cidr_allow else _DENY_ONLY
+
+
+def _first_rule(kind: str, patterns, networks, names: tuple[str, ...], ip) -> str | None:
+    """The first ``kind`` rule (regex, then CIDR block) that matches, as configured; None if none."""
+    for rx in patterns:
+        if any(rx.fullmatch(name) for name in names):
+            return f"{kind} {rx.pattern}"
+    if ip is not None:
+        for net in networks:
+            if ip in net:
+                return f"cidr_{kind} {net}"
+    return None
 
 
 class Decision(NamedTuple):

@@ -118,7 +118,3 @@ class ChildTable:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
-
-    def clear(self) -> None:
-        """In a new child: forget the parent's table (closing its fds is the caller's job)."""
-        self.by_pid = {}

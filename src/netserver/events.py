@@ -43,9 +43,10 @@ class EventLoop:
 
     ``watch(fd, callback)``: call ``callback()`` whenever fd is readable.
     ``call_later(delay, callback)`` / ``call_at(deadline, callback)``: a
-    one-shot Timer.  ``run_once(max_wait)``: wait for the first fd or timer
-    (at most ``max_wait`` seconds, None for no limit), then run what is due.
-    ``close()`` in a new child, which must not share the parent's selector.
+    one-shot Timer; ``call_every(interval, callback)``: a periodic one.
+    ``run_once(max_wait)``: wait for the first fd or timer (at most
+    ``max_wait`` seconds, None for no limit), then run what is due.
+    ``close()`` drops the epoll set and every timer.
     """
 
     def __init__(self) -> None:
@@ -81,6 +82,18 @@ class EventLoop:
 
     def call_later(self, delay: float, callback: Callback) -> Timer:
         return self.call_at(time.monotonic() + delay, callback)
+
+    def call_every(self, interval: float, callback: Callback) -> None:
+        """Call ``callback()`` every ``interval`` seconds, from ``interval`` on, for as long as the loop runs.
+
+        The next call is scheduled before this one runs, so a callback that
+        raises does not stop the series.
+        """
+        def tick() -> None:
+            self.call_later(interval, tick)
+            callback()
+
+        self.call_later(interval, tick)
 
     def _next_deadline(self) -> float | None:
         timers = self._timers

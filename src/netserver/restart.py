@@ -66,7 +66,7 @@ def command_line(start_dir: str) -> list[str]:
 
 
 class Restart:
-    """HUP, as an object the server owns: ``request()``, ``cancel()``, ``pending``.
+    """HUP, as an object the server owns: ``request()`` and ``cancel()``.
 
     It uses only the server's public surface: ``log``, ``events`` (the
     check's output is a watched fd, its time limit a timer), ``stopping``,
@@ -82,10 +82,6 @@ class Restart:
         self._output = b""
         self._timer: Timer | None = None
         self._again = False
-
-    @property
-    def pending(self) -> bool:
-        return self._process is not None
 
     def request(self) -> None:
         """Start validating for a HUP; the event loop finishes it."""

@@ -230,9 +230,9 @@ class Server:
                                   f"is in a directory that does not exist ({folder})")
 
     def check_only(self) -> bool:
-        hup_check = os.environ.get(restart.ENV_CHECK) == "1"
-        if not (self.options.check_config or hup_check):
+        if not self.in_check_mode():
             return False
+        hup_check = os.environ.get(restart.ENV_CHECK) == "1"
         running = os.environ.get(restart.ENV_CHECK_PERSONALITY) if hup_check else None
         if running and running != self.personality:
             # The re-exec keeps the pid and the old children: another process model could not

@@ -75,8 +75,10 @@ class Slot:
 class Scoreboard:
     """PARENT: ``create(slots)`` or ``adopt(fd)``; ``claim()``/``release(i)`` slots; ``read(i)``.
 
-    CHILD: ``reporter(i)`` returns the writer for its own slot.  ``export()``
-    hands the memfd across a HUP re-exec.  The constructor does nothing.
+    ``reporter(i)`` returns the writer of slot i, made by the parent before
+    the fork and used by the child that owns the slot.  ``booted(i)`` marks a
+    slot idle when its child reports READY.  ``export()`` hands the memfd
+    across a HUP re-exec.  The constructor does nothing.
     """
 
     def __init__(self) -> None:
@@ -154,12 +156,6 @@ class Scoreboard:
     def reporter(self, index: int) -> Reporter:
         assert self._map is not None
         return Reporter(self._map, index * SLOT_SIZE)
-
-    def close_in_child(self) -> None:
-        """A child keeps only the mapping (for its reporter); the fd is the parent's."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
     def close(self) -> None:
         if self._map is not None:

@@ -142,7 +142,7 @@ class Supervisor(Server):
         events = self.events
         events.watch(self.signals.fileno(), self.dispatch_signals)
         self._parent_fds.add(events.fileno())  # a child closes it with the others
-        events.call_later(self.options.check_for_dead, self._check_for_dead_tick)
+        events.call_every(self.options.check_for_dead, self.check_for_dead)
         self.start_timers()
         gc.freeze()  # keep the parent's objects out of the children's collections: pages stay shared
         self.top_up()
@@ -163,10 +163,6 @@ class Supervisor(Server):
         elif self._backoff.fired and not any(not c.booted for c in self.children if c.kind == "server"):
             # Backing off after a boot failure: one probe at a time, until one boots.
             self.spawn("server", 1)
-
-    def _check_for_dead_tick(self) -> None:
-        self.events.call_later(self.options.check_for_dead, self._check_for_dead_tick)
-        self.check_for_dead()
 
     def check_for_dead(self) -> None:
         """A backstop for a lost SIGCHLD, or a child reaped by someone else: ask about each pid."""

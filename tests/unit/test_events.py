@@ -60,3 +60,13 @@ def test_a_timer_that_fired_says_so():
     timer = loop.call_later(0, lambda: None)
     loop.run_once()
     assert timer.fired and not timer.cancelled
+
+
+def test_call_every_repeats_until_the_loop_stops_running():
+    loop = EventLoop()
+    ran = []
+    loop.call_every(0.01, lambda: ran.append(time.monotonic()))
+    started = time.monotonic()
+    while len(ran) < 3 and time.monotonic() - started < 2:
+        loop.run_once()
+    assert len(ran) == 3 and all(b > a for a, b in zip(ran, ran[1:], strict=False))

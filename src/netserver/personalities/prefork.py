@@ -52,9 +52,9 @@ class PreFork(PreForkSimple):
     def start_timers(self) -> None:
         super().start_timers()
         self._spawn_budget = self.options.max_spawn_per_tick
-        self.events.call_later(POOL_TICK, self._pool_tick)
-        self.events.call_later(self.options.check_for_waiting, self._waiting_tick)
-        self.events.call_later(self.options.check_for_spawn, self._recount_tick)
+        self.events.call_every(POOL_TICK, self._refill_spawn_budget)
+        self.events.call_every(self.options.check_for_waiting, self._retire_spares)
+        self.events.call_every(self.options.check_for_spawn, self.check_for_dead)  # Perl's recount
 
     # ------------------------------------------------------------ the pool
     def _counts(self) -> tuple[int, int, int]:
@@ -88,12 +88,10 @@ class PreFork(PreForkSimple):
         self._spawn_budget -= wanted
         return wanted
 
-    def _pool_tick(self) -> None:
-        self.events.call_later(POOL_TICK, self._pool_tick)
+    def _refill_spawn_budget(self) -> None:
         self._spawn_budget = self.options.max_spawn_per_tick  # top_up runs right after this
 
-    def _waiting_tick(self) -> None:
-        self.events.call_later(self.options.check_for_waiting, self._waiting_tick)
+    def _retire_spares(self) -> None:
         if self.stopping:
             return
         _, serving, spare = self._counts()
@@ -111,10 +109,6 @@ class PreFork(PreForkSimple):
     def _young_child(self) -> bool:
         youngest = max((child.started for child in self.children if child.kind == "server"), default=0.0)
         return bool(youngest) and time.monotonic() - youngest < self.options.min_child_ttl
-
-    def _recount_tick(self) -> None:
-        self.events.call_later(self.options.check_for_spawn, self._recount_tick)
-        self.check_for_dead()
 
     # ------------------------------------------------------------ runtime control
     def handle_sigttin(self, signum: int) -> None:

@@ -62,10 +62,9 @@ class PreForkSimple(PreForkChild, Supervisor):
 
     def start_timers(self) -> None:
         if self.options.check_for_dequeue is not None:
-            self.events.call_later(self.options.check_for_dequeue, self._dequeue_tick)
+            self.events.call_every(self.options.check_for_dequeue, self._spawn_dequeue)
 
-    def _dequeue_tick(self) -> None:
-        self.events.call_later(self.options.check_for_dequeue, self._dequeue_tick)
+    def _spawn_dequeue(self) -> None:
         if not self.stopping and self.children.count("dequeue") < (self.options.max_dequeue or 1):
             self.spawn("dequeue")
 
