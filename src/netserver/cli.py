@@ -14,12 +14,11 @@ declarations, rather than a second argparse description that could drift.
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
 
 from . import config
 from .errors import ConfigError, ExitCode, NetServerError
+from .loading import load_object
 from .options import OptionClash
 from .personalities import PERSONALITIES, PreForkSimple, find
 from .server import Server
@@ -60,82 +59,36 @@ def _take(argv: list[str], name: str) -> tuple[str | None, list[str]]:
     return value, rest
 
 
-def chosen(argv: list[str]) -> tuple[Setting | None, Setting | None]:
-    """handler and server_type: the command line's, else the last in the conf file it names."""
+def chosen(argv: list[str], names: tuple[str, ...] = ("handler", "server_type")) -> tuple[Setting | None, ...]:
+    """handler and server_type (or ``names``): the command line's, else the last in the conf file it names."""
     found: dict[str, Setting] = {}
-    for name in ("handler", "server_type"):
+    for name in names:
         value, _ = _take(argv, name)
         if value is not None:
             found[name] = (value.strip(), "command line")
     conf_file, _ = _take(argv, "conf_file")
-    if conf_file and len(found) < 2:
+    if conf_file and len(found) < len(names):
         from_file: dict[str, Setting] = {}
         for raw in config.read_conf_file(conf_file, "command line"):
-            if raw.name in ("handler", "server_type"):
+            if raw.name in names:
                 from_file[raw.name] = (raw.value, raw.origin)
         found = from_file | found
-    return found.get("handler"), found.get("server_type")
+    return tuple(found.get(name) for name in names)
 
 
-def load_handler(spec: str, origin: str = "command line") -> object:
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigError("handler", spec, origin, "is not MODULE:ATTR")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:  # any import-time failure is the user's configuration
-        # A SyntaxError's own text repeats its place, shortened to the file's base name.
-        message = " ".join((error.msg if isinstance(error, SyntaxError) else str(error)).split())
-        raise ConfigError("handler", spec, origin,
-                          f"cannot be imported: {type(error).__name__}: {message}{_where(error)}") from None
-    try:
-        target = module
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except AttributeError:
-        raise ConfigError("handler", spec, origin, f"module {module_name!r} has no {attr!r}") from None
-    return target
-
-
-def _where(error: BaseException) -> str:
-    """`` at FILE:LINE``: the innermost frame of the user's code (and where it was raised, if elsewhere).
-
-    The user's code is anything outside the standard library (its
-    site-packages excepted), netserver and the frozen import machinery.
-    """
-    if isinstance(error, SyntaxError) and error.filename:
-        return f" at {error.filename}:{error.lineno}"
-    stdlib = os.path.dirname(os.__file__) + os.sep
-    ours = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    user = raised = None
-    tb = error.__traceback__
-    while tb is not None:
-        place = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
-        if not place[0].startswith("<"):
-            raised = place
-            in_stdlib = place[0].startswith(stdlib) and "-packages" + os.sep not in place[0]
-            if not in_stdlib and not place[0].startswith(ours):
-                user = place
-        tb = tb.tb_next
-    if user is None:
-        return ""
-    where = f" at {user[0]}:{user[1]}"
-    return where if raised == user else f"{where} (raised in {raised[0]}:{raised[1]})"
-
-
-def build_class(handler: Setting | None, server_type: Setting | None) -> type[Server]:
+def build_class(handler: Setting | None, server_type: Setting | None, app: Setting | None = None) -> type[Server]:
     personality = None
     if server_type is not None:
         personality = find(server_type[0])
         if personality is None:
             raise ConfigError("server_type", server_type[0], server_type[1],
                               "is not a known personality; use one of " + ", ".join(PERSONALITIES))
+    if app is not None:
+        return http_class(app, handler, personality or DEFAULT_PERSONALITY)
     if handler is None:
         return personality or DEFAULT_PERSONALITY
     spec, origin = handler
-    target = load_handler(spec, origin)
+    target = load_object(spec, "handler", origin)
     # handler_spec tells the server that this class is the one its handler option names.
     if isinstance(target, type) and issubclass(target, Server):
         if personality is not None and not issubclass(target, personality):
@@ -153,10 +106,25 @@ def build_class(handler: Setting | None, server_type: Setting | None) -> type[Se
                           f"{clash}") from None
 
 
+def http_class(app: Setting, handler: Setting | None, base: type[Server]) -> type[Server]:
+    """--app: the WSGI protocol in front of the personality (httptools is imported only now)."""
+    from .protocols import HTTP_EXTRA_HINT, http_available
+
+    if handler is not None:
+        raise ConfigError("app", app[0], app[1], f"cannot be combined with handler {handler[0]} "
+                          f"({handler[1]}): --app serves a WSGI application, --handler a process_request class")
+    if not http_available():
+        raise ConfigError("app", app[0], app[1], HTTP_EXTRA_HINT)
+    from .protocols.wsgi import WSGIProtocol
+
+    return type("WSGIServer", (WSGIProtocol, base), {"__module__": __name__})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        cls = build_class(*chosen(args))
+        handler, server_type, app = chosen(args, ("handler", "server_type", "app"))
+        cls = build_class(handler, server_type, app)
     except NetServerError as error:
         print(f"netserver: {error}", file=sys.stderr)
         return int(error.exit_code)

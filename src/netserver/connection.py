@@ -224,6 +224,11 @@ class Connection:
     def send(self, data: bytes) -> int:
         return self.wfile.write(data)
 
+    @property
+    def closing(self) -> bool:
+        """A graceful stop or a HUP asked this connection to end at its next idle point."""
+        return self.rfile.close_when_idle
+
     def close_when_idle(self) -> None:
         """End the connection at its next idle point: now, if it is idle.
 

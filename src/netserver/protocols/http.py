@@ -1,0 +1,336 @@
+"""HTTP/1.1 messages, sans I/O: bytes in, requests out; a response's head out.
+
+Parsing is httptools (llhttp, the parser Node.js ships), which already
+refuses most request-smuggling tricks: Content-Length together with
+Transfer-Encoding, duplicate Content-Length, bad chunk sizes and extensions,
+obsolete line folding, invalid header names and values, NUL and bare CR or
+LF.  On top of it :class:`RequestStream` adds what the parser leaves to the
+server: the HTTP version (1.0 and 1.1 only), ``Host`` on HTTP/1.1, chunked
+framing on HTTP/1.0, the four request-target forms, and the limits (request
+line, header count and size, body).  Every refusal is an :class:`HTTPError`
+with the status to answer; after one, the connection's framing is lost and
+nothing more is parsed.
+
+Nothing here reads a socket, so the blocking loop of one connection per
+child (``wsgi.py``) and a child multiplexing many connections drive the same
+code: ``feed()`` what arrived, serve ``requests[0]`` once its head is in,
+and read its body as it arrives.  The requests of a pipelining client queue
+in arrival order, so their responses go out in that order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from email.utils import formatdate
+from typing import NamedTuple
+
+try:
+    import httptools
+except ImportError:  # pragma: no cover - exercised by the CLI test without the extra
+    raise ImportError("HTTP needs httptools: pip install 'netserver[http]'") from None
+
+
+class HTTPError(Exception):
+    """A request refused before the application saw it: answer ``status``, then close."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Limits(NamedTuple):
+    """What one request may cost; each excess has its own status."""
+
+    request_line: int = 8190       # 414 URI Too Long
+    header_count: int = 100        # 431
+    header_bytes: int = 65536      # 431: every header line together
+    body: int = 1 << 30            # 413
+
+
+#: The versions served; llhttp also parses 0.9 and 2.0 heads, which get 505.
+_VERSIONS = {"1.1", "1.0"}
+
+
+class Request:
+    """One request: its head, and its body as it arrives.
+
+    ``headers`` is the list of (name, value) byte pairs in arrival order, name
+    as sent.  ``body`` holds received body bytes not yet read by the
+    application; ``complete`` is True once the whole message is in.
+    """
+
+    __slots__ = ("method", "target", "version", "headers", "keep_alive", "content_length", "chunked",
+                 "expect_continue", "body", "complete", "received", "upgrade", "error", "started")
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.target = b""
+        self.version = "1.1"
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = True
+        self.content_length: int | None = None
+        self.chunked = False
+        self.expect_continue = False
+        self.body = bytearray()
+        self.complete = False
+        self.received = 0          # body bytes received so far
+        self.upgrade = False
+        self.error: HTTPError | None = None  # set on a placeholder for a refused request
+        self.started = time.monotonic()
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+    def header(self, name: bytes) -> bytes | None:
+        """The last value of a header (name lower case), or None."""
+        found = None
+        for key, value in self.headers:
+            if key.lower() == name:
+                found = value
+        return found
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target!r} HTTP/{self.version}>"
+
+
+class RequestStream:
+    """Feed it the bytes of one connection; it queues the requests they hold.
+
+    ``requests`` holds heads that are complete, in arrival order; the first
+    is the one being served, and the last may still be receiving its body.
+    A refused request is queued as a placeholder whose ``error`` is set, so
+    that the requests before it are answered first and in order.
+    ``in_head`` is True while a head has begun but is not complete, which is
+    what a head timeout measures.
+    """
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.requests: deque[Request] = deque()
+        self.broken = False
+        self.in_head = False
+        self.head_started = 0.0
+        self._parser = httptools.HttpRequestParser(self)
+        self._current: Request | None = None
+        self._receiving: Request | None = None   # whose body the next on_body belongs to
+        self._url = bytearray()
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._fed_in_head = 0
+
+    # ------------------------------------------------------------------ feeding
+    def feed(self, data: bytes) -> None:
+        """Parse what arrived; a refusal queues its placeholder and stops parsing."""
+        if self.broken:
+            return
+        began_in_head = self.in_head
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._upgraded()
+            return
+        except httptools.HttpParserCallbackError as error:
+            refusal = error.__context__  # what one of our callbacks raised
+            if not isinstance(refusal, HTTPError):
+                raise
+            self._fail(refusal)
+            return
+        except httptools.HttpParserInvalidMethodError:
+            self._fail(HTTPError(400, "invalid request method"))
+            return
+        except httptools.HttpParserInvalidURLError:
+            self._fail(HTTPError(400, "invalid request target"))
+            return
+        except httptools.HttpParserError as error:
+            self._fail(HTTPError(400, str(error) or "malformed request"))
+            return
+        if self.in_head:
+            # httptools buffers a header line until it ends, so a head that never ends is
+            # bounded here: everything fed since it began counts (an over-count by at most
+            # what preceded it in the feed where it began).
+            self._fed_in_head = self._fed_in_head + len(data) if began_in_head else len(data)
+            limit = self.limits.request_line + self.limits.header_bytes
+            if self._fed_in_head > limit:
+                self._fail(HTTPError(431, "request head longer than %d bytes" % limit))
+
+    def _fail(self, error: HTTPError) -> None:
+        self.broken = True
+        self.in_head = False
+        placeholder = Request()
+        placeholder.error = error
+        placeholder.keep_alive = False
+        placeholder.complete = True
+        if self._receiving is not None and not self._receiving.complete:
+            # The body being received cannot be framed any more: its request ends with it.
+            self._receiving.keep_alive = False
+            self._receiving.error = error
+            self._receiving = None
+            return
+        self.requests.append(placeholder)
+
+    def _upgraded(self) -> None:
+        # llhttp stops at an Upgrade or CONNECT head and will parse nothing after it.  We
+        # serve that request as an ordinary one (WSGI has no way to take the socket over),
+        # with no body, and close the connection after it.
+        self.broken = True
+        self.in_head = False
+        request = self.requests[-1] if self.requests else None
+        if request is None:
+            return
+        request.keep_alive = False
+        request.complete = True
+        if request.content_length or request.chunked:
+            request.error = HTTPError(400, "a body on an Upgrade request is not supported")
+
+    # ------------------------------------------------------------------ httptools callbacks
+    def on_message_begin(self) -> None:
+        self._current = Request()
+        self._url.clear()
+        self._headers = []
+        self._header_bytes = 0
+        self.in_head = True
+        self.head_started = time.monotonic()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.limits.request_line:
+            raise HTTPError(414, "request target longer than %d bytes" % self.limits.request_line)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.in_head:
+            self._header_bytes += len(name) + len(value)  # a trailer: bounded, then dropped
+            if self._header_bytes > self.limits.header_bytes:
+                raise HTTPError(431, "trailers longer than %d bytes" % self.limits.header_bytes)
+            return
+        self._headers.append((name, value))
+        self._header_bytes += len(name) + len(value) + 4
+        if len(self._headers) > self.limits.header_count:
+            raise HTTPError(431, "more than %d header fields" % self.limits.header_count)
+        if self._header_bytes > self.limits.header_bytes:
+            raise HTTPError(431, "header fields longer than %d bytes" % self.limits.header_bytes)
+
+    def on_headers_complete(self) -> None:
+        request = self._current
+        assert request is not None
+        parser = self._parser
+        request.method = parser.get_method().decode("ascii")
+        request.version = version = parser.get_http_version()
+        request.target = bytes(self._url)
+        request.headers = self._headers
+        request.keep_alive = parser.should_keep_alive()
+        request.upgrade = parser.should_upgrade()
+        self.in_head = False
+        self._header_bytes = 0
+        if version not in _VERSIONS:
+            raise HTTPError(505, "HTTP/%s is not supported" % version)
+        hosts = 0
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == b"host":
+                hosts += 1
+            elif lower == b"content-length":
+                request.content_length = int(value)  # llhttp has checked the digits and duplicates
+            elif lower == b"transfer-encoding":
+                request.chunked = True  # llhttp refuses any coding but a final chunked
+            elif lower == b"expect" and value.strip().lower() == b"100-continue" and version == "1.1":
+                request.expect_continue = True
+        if version == "1.1" and hosts != 1:
+            raise HTTPError(400, "an HTTP/1.1 request needs exactly one Host header (has %d)" % hosts)
+        if request.chunked and version == "1.0":
+            # RFC 9112 6.1: chunked framing on HTTP/1.0 is faulty framing.
+            raise HTTPError(400, "Transfer-Encoding on an HTTP/1.0 request")
+        check_target(request.method, request.target)
+        if request.content_length is not None and request.content_length > self.limits.body:
+            raise HTTPError(413, "request body of %d bytes is over the limit of %d" %
+                         (request.content_length, self.limits.body))
+        self.requests.append(request)
+        self._receiving = request
+
+    def on_body(self, body: bytes) -> None:
+        request = self._receiving
+        if request is None:
+            return
+        request.received += len(body)
+        if request.received > self.limits.body:
+            raise HTTPError(413, "request body over the limit of %d bytes" % self.limits.body)
+        request.body += body
+
+    def on_message_complete(self) -> None:
+        request = self._receiving
+        if request is not None:
+            request.complete = True
+        self._receiving = self._current = None
+
+
+def check_target(method: str, target: bytes) -> None:
+    """RFC 9112 3.2: origin-form, absolute-form, authority-form (CONNECT), asterisk-form (OPTIONS)."""
+    if method == "CONNECT":
+        if target.startswith(b"/") or b"/" in target or b":" not in target:
+            raise HTTPError(400, "CONNECT needs an authority-form target (host:port)")
+        return
+    if target.startswith(b"/"):
+        return
+    if target == b"*":
+        if method != "OPTIONS":
+            raise HTTPError(400, "the asterisk-form target is for OPTIONS only")
+        return
+    lower = target[:8].lower()
+    if lower.startswith(b"http://") or lower.startswith(b"https://"):
+        return
+    raise HTTPError(400, "request target is not origin-, absolute-, authority- or asterisk-form")
+
+
+# ---------------------------------------------------------------------- responses
+REASONS = {
+    100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
+    206: "Partial Content", 301: "Moved Permanently", 302: "Found", 303: "See Other", 304: "Not Modified",
+    307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    411: "Length Required", 413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+    503: "Service Unavailable", 505: "HTTP Version Not Supported",
+}
+
+
+def no_body_status(status: int) -> bool:
+    """RFC 9110 6.4.1: 1xx, 204 and 304 responses never have a body."""
+    return status < 200 or status in (204, 304)
+
+
+class DateHeader:
+    """``Date: ...\\r\\n``, formatted once a second rather than once a response."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = b""
+
+    def line(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._line = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+        return self._line
+
+
+def error_response(error: HTTPError, server_line: bytes, date: DateHeader) -> bytes:
+    """A complete refusal: status, a one-line text body, ``Connection: close``."""
+    reason = REASONS.get(error.status, "Error")
+    body = ("%d %s\n" % (error.status, reason)).encode("ascii")
+    return b"".join((
+        b"HTTP/1.1 %d %s\r\n" % (error.status, reason.encode("ascii")),
+        date.line(), server_line,
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body),
+        body,
+    ))
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked response body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

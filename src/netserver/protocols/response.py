@@ -1,0 +1,263 @@
+"""One WSGI response: start_response, write(), the body's framing, the wire.
+
+The application's status and headers are checked before anything is sent
+(a bad one is the application's error: a 500 and a logged traceback, never a
+malformed response).  The framing is chosen once, when the head goes out:
+the application's Content-Length, else one computed from a body of one
+piece, else chunked (HTTP/1.1) or close-delimited (HTTP/1.0).  A body
+longer than its Content-Length is cut there and the connection closed; a
+shorter one closes the connection too, so the client can tell.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from typing import Any
+
+from . import http
+from .wsgi_io import FileWrapper
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_STATUS = re.compile(r"[1-9][0-9][0-9]( [^\x00-\x08\x0a-\x1f\x7f]*)?\Z")
+#: Hop-by-hop fields are the server's (PEP 3333); Connection: close is honoured, the rest refused.
+_HOP_BY_HOP = {"keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
+               "transfer-encoding", "upgrade"}
+
+
+class AppError(Exception):
+    """The application broke the WSGI contract (bad status, header, start_response misuse)."""
+
+
+class Sender:
+    """What a response writes through: one connection's socket, or a buffer (tests, TLS later)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._sendall = sock.sendall
+        self.sent = 0
+
+    def send(self, data: bytes) -> None:
+        try:
+            self._sendall(data)
+        except BlockingIOError:
+            raise TimeoutError("timed out writing to the client") from None
+        self.sent += len(data)
+
+    def sendfile(self, fd: int, offset: int, count: int) -> int:
+        """Send ``count`` bytes of a file from ``offset``; returns the bytes sent."""
+        if type(self.sock) is not socket.socket:
+            return -1  # a wrapped socket (TLS) cannot: the caller copies instead
+        out = self.sock.fileno()
+        done = 0
+        while done < count:
+            try:
+                sent = os.sendfile(out, fd, offset + done, count - done)
+            except BlockingIOError:
+                raise TimeoutError("timed out writing to the client") from None
+            if not sent:
+                break  # the file is shorter than it said
+            done += sent
+        self.sent += done
+        return done
+
+
+class Response:
+    """The response to one request; ``start_response`` and ``write`` are the application's."""
+
+    __slots__ = ("request", "sender", "head_line", "status", "code", "headers", "length", "chunked",
+                 "head_sent", "body_sent", "keep_alive", "head_only", "started", "_extra")
+
+    def __init__(self, request: http.Request, sender: Sender, head_line: bytes, keep_alive: bool) -> None:
+        self.request = request
+        self.sender = sender
+        self.head_line = head_line          # Date and Server lines, made by the protocol
+        self.status = ""
+        self.code = 0
+        self.headers: list[tuple[str, str]] = []
+        self.length: int | None = None      # the body's length, when known
+        self.chunked = False
+        self.head_sent = False
+        self.body_sent = 0
+        self.keep_alive = keep_alive
+        self.head_only = request.method == "HEAD"
+        self.started = False
+        self._extra = b""
+
+    # ------------------------------------------------------------------ the application's side
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None):
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no reference cycle through the traceback (PEP 3333)
+        elif self.started:
+            raise AppError("start_response called a second time without exc_info")
+        if type(status) is not str or not _STATUS.match(status):
+            raise AppError("invalid status %r from the application" % (status,))
+        if type(headers) is not list:
+            raise AppError("response headers must be a list, not %s" % type(headers).__name__)
+        length = None
+        has_date = has_server = False
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2:
+                raise AppError("response header %r is not a (name, value) tuple" % (item,))
+            name, value = item
+            if type(name) is not str or not _TOKEN.match(name):
+                raise AppError("invalid response header name %r" % (name,))
+            if type(value) is not str or _BAD_VALUE.search(value):
+                raise AppError("invalid value for response header %s: %r" % (name, value))
+            lower = name.lower()
+            if lower == "content-length":
+                if not value.strip().isdigit():
+                    raise AppError("invalid Content-Length %r from the application" % value)
+                length = int(value)
+            elif lower == "connection":
+                if value.strip().lower() == "close":
+                    self.keep_alive = False
+            elif lower in _HOP_BY_HOP:
+                raise AppError("the hop-by-hop header %s is the server's to send" % name)
+            elif lower == "date":
+                has_date = True
+            elif lower == "server":
+                has_server = True
+        try:
+            status.encode("latin-1")
+            for _, value in headers:
+                value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise AppError("status and header values must be latin-1 (PEP 3333)") from None
+        self.status, self.code, self.headers, self.length = status, int(status[:3]), headers, length
+        self._extra = b"" if not (has_date or has_server) else self._own_lines(has_date, has_server)
+        self.started = True
+        return self.write
+
+    def _own_lines(self, has_date: bool, has_server: bool) -> bytes:
+        # The application sent Date or Server itself: keep only the protocol's other line.
+        return b"".join(line + b"\r\n" for line in self.head_line.split(b"\r\n") if line
+                        and not (has_date and line.startswith(b"Date:"))
+                        and not (has_server and line.startswith(b"Server:")))
+
+    def write(self, data: bytes) -> None:
+        """The write() callable (and the path every body chunk takes)."""
+        if not self.started:
+            raise AppError("write() called before start_response")
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise AppError("the response body must be bytes, not %s" % type(data).__name__)
+            data = bytes(data)
+        if not self.head_sent:
+            self.send_head(data, more=True)
+            return
+        self._send_body(data)
+
+    # ------------------------------------------------------------------ the server's side
+    def send_head(self, body: bytes = b"", more: bool = False) -> None:
+        """Decide the framing, then send the head with ``body`` after it in one write."""
+        request = self.request
+        no_body = http.no_body_status(self.code)
+        if self.length is None and not no_body:
+            if not more:
+                self.length = len(body)
+            elif request.version == "1.1":
+                self.chunked = not self.head_only
+            else:
+                self.keep_alive = False  # HTTP/1.0 with no length: the body ends at the close
+        lines = [b"HTTP/1.1 ", self.status.encode("latin-1"), b"\r\n"]
+        for name, value in self.headers:
+            lines += (name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n")
+        if self.length is not None and not no_body and not any(name.lower() == "content-length"
+                                                               for name, _ in self.headers):
+            lines.append(b"Content-Length: %d\r\n" % self.length)
+        if self.chunked:
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        lines.append(self._extra or self.head_line)
+        if not self.keep_alive:
+            lines.append(b"Connection: close\r\n")
+        elif request.version == "1.0":
+            lines.append(b"Connection: keep-alive\r\n")
+        lines.append(b"\r\n")
+        self.head_sent = True
+        if body and not no_body and not self.head_only:
+            body = self._frame(body)
+            lines.append(body)
+        self.sender.send(b"".join(lines))
+
+    def _frame(self, data: bytes) -> bytes:
+        length = self.length
+        if length is not None:
+            left = length - self.body_sent
+            if len(data) > left:
+                data = data[:left]  # never more than the application announced
+                self.keep_alive = False
+            self.body_sent += len(data)
+            return data
+        self.body_sent += len(data)
+        return http.chunk(data) if self.chunked else data
+
+    def _send_body(self, data: bytes) -> None:
+        if not data or self.head_only or http.no_body_status(self.code):
+            return
+        framed = self._frame(data)
+        if framed:
+            self.sender.send(framed)
+
+    def send_body(self, result: Any) -> None:
+        """Send what the application returned, by the cheapest path that fits."""
+        if type(result) is list and len(result) == 1 and not self.head_sent:
+            body = result[0]
+            if type(body) is not bytes:
+                if not isinstance(body, (bytes, bytearray, memoryview)):
+                    raise AppError("the response body must be bytes, not %s" % type(body).__name__)
+                body = bytes(body)
+            if not self.started:
+                raise AppError("the application returned without calling start_response")
+            self.send_head(body)
+            return
+        if isinstance(result, FileWrapper) and self._send_file(result):
+            return
+        for data in result:
+            if data:
+                self.write(data)
+        if not self.started:
+            raise AppError("the application returned without calling start_response")
+        if not self.head_sent:
+            self.send_head()
+
+    def _send_file(self, wrapper: FileWrapper) -> bool:
+        """sendfile(2) for a regular file on a plain socket; False: iterate it instead."""
+        fileno = getattr(wrapper.filelike, "fileno", None)
+        if fileno is None or self.head_only or not self.started:
+            return False
+        try:
+            fd = fileno()
+            offset = os.lseek(fd, 0, os.SEEK_CUR)
+            size = os.fstat(fd).st_size - offset
+        except (OSError, ValueError, TypeError):
+            return False
+        if size < 0 or type(self.sender.sock) is not socket.socket:
+            return False
+        if self.length is None:
+            self.length = size
+        count = min(size, self.length - self.body_sent)
+        if not self.head_sent:
+            self.send_head(more=True)
+        sent = self.sender.sendfile(fd, offset, count)
+        if sent < 0:
+            return False
+        self.body_sent += sent
+        if sent < count:
+            self.keep_alive = False  # the file shrank: the client sees a short body and a close
+        return True
+
+    def finish(self) -> bool:
+        """End the body; True if the connection may carry another request."""
+        if self.chunked:
+            self.sender.send(http.LAST_CHUNK)
+        elif self.length is not None and self.body_sent < self.length and not self.head_only \
+                and not http.no_body_status(self.code):
+            self.keep_alive = False  # shorter than announced: only a close tells the client
+        return self.keep_alive

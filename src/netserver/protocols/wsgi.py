@@ -1,0 +1,402 @@
+"""HTTP/1.1 and WSGI (PEP 3333) as a protocol mixin: ``class App(WSGIProtocol, PreFork)``.
+
+The protocol supplies ``process_request``: it serves the requests of one
+connection in order (keep-alive and pipelining), each through the WSGI
+application named by the ``app`` option, until the client or the server
+ends the connection.  Every personality runs it unchanged; the netserver
+command builds the pair for ``--app MODULE:ATTR``.
+
+How a connection ends:
+
+* the client asks (``Connection: close``, HTTP/1.0 without keep-alive), or
+  goes quiet for ``keepalive_timeout`` between requests;
+* the server drains (HUP, a graceful stop, ``max_requests``, which counts
+  requests here): the request in flight is answered with
+  ``Connection: close``.  An idle keep-alive connection is not cut at once,
+  since its client may have its next request on the wire: that request is
+  answered (with ``Connection: close``), or the connection closes when
+  ``keepalive_timeout`` passes;
+* a request refused before the application saw it (400, 408, 413, 414, 431,
+  505) is answered and the connection closed.
+
+Timeouts are the kernel's: the socket's SO_RCVTIMEO is set to what the next
+wait may take (the keep-alive wait, what is left of ``timeout_header`` while
+a head arrives, ``timeout`` while the application reads the body), and only
+changed when the wait changes, so a keep-alive request costs no extra
+system call.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from .. import __version__
+from ..connection import timeval
+from ..errors import ConfigError
+from ..loading import load_object
+from ..options import Option, cidr_blocks, integer, optional, seconds, text
+from ..supervisor import Supervisor
+from . import http
+from .access_log import AccessLog
+from .forwarded import TrustedProxies
+from .response import AppError, Response, Sender
+from .wsgi_io import Errors, FileWrapper, Input
+
+
+def wsgi_app(value: Any) -> Any:
+    """MODULE:ATTR text, or (as a keyword) the WSGI callable itself."""
+    if callable(value):
+        return value
+    spec = text(value)
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise ValueError("is not MODULE:ATTR (for example myproject.wsgi:application)")
+    return spec
+
+
+HTTP_OPTIONS: tuple[Option, ...] = (
+    Option("app", optional(wsgi_app), None,
+           "The WSGI application: MODULE:ATTR (myproject.wsgi:application), imported in the parent before "
+           "the children fork; in Python also the callable itself. Required.", metavar="MODULE:ATTR"),
+    Option("script_name", text, "",
+           "The URL prefix the application is mounted at: SCRIPT_NAME, and removed from PATH_INFO where a "
+           "path starts with it. Default: none.", metavar="PREFIX"),
+    Option("keepalive_timeout", seconds(allow_zero=True), 5.0,
+           "Seconds an idle keep-alive connection waits for its next request; 0 closes each connection "
+           "after one response. Default 5.", metavar="SECONDS"),
+    Option("timeout_header", seconds(), 15.0,
+           "Seconds a client gets to send a whole request head once it has begun (then 408). Default 15 "
+           "(Net::Server::HTTP's).", metavar="SECONDS"),
+    Option("max_request_line", integer(16), 8190,
+           "Longest request target in bytes (then 414). Default 8190.", metavar="BYTES"),
+    Option("max_header_count", integer(1), 100,
+           "Most header fields in a request (then 431). Default 100.", metavar="N"),
+    Option("max_header_size", integer(256), 65536,
+           "Most bytes of header fields in a request (then 431). Default 65536.", metavar="BYTES"),
+    Option("max_body_size", integer(0), 1 << 30,
+           "Largest request body in bytes (then 413). Default 1073741824 (1 GiB).", metavar="BYTES"),
+    Option("server_revision", text, "netserver/" + __version__,
+           "The Server header (Net::Server::HTTP's name); empty sends none. Default netserver/VERSION.",
+           metavar="TEXT"),
+    Option("forwarded_allow", cidr_blocks, (),
+           "Proxies whose X-Forwarded-For, X-Forwarded-Proto and Forwarded headers are believed: "
+           "REMOTE_ADDR, wsgi.url_scheme and the access log then show the client. Repeatable. Default: "
+           "none.", multi=True, metavar="CIDR"),
+    Option("access_log_file", optional(text), None,
+           "Write an access log line per request to this file, STDOUT, STDERR, or 'log' (the server's log "
+           "at level 2). Default: none.", metavar="PATH"),
+    Option("access_log_format", text, "combined",
+           "common, combined, or an Apache format string (%h %l %u %t %r %>s %b %D %T %{Header}i ...). "
+           "Default combined.", metavar="FORMAT"),
+)
+
+#: Header name (as sent) -> environ key; None for names with "_" (spoofable through CGI's mapping).
+_ENVIRON_KEYS: dict[bytes, str | None] = {}
+
+
+def environ_key(name: bytes) -> str | None:
+    key = _ENVIRON_KEYS.get(name)
+    if key is None and name not in _ENVIRON_KEYS:
+        text_name = name.decode("latin-1").upper()
+        if "_" in text_name:
+            key = None  # X_Forwarded_For would become HTTP_X_FORWARDED_FOR like X-Forwarded-For
+        elif text_name in ("CONTENT-TYPE", "CONTENT-LENGTH"):
+            key = text_name.replace("-", "_")
+        else:
+            key = "HTTP_" + text_name.replace("-", "_")
+        if len(_ENVIRON_KEYS) < 4096:  # header names are the client's: bound the cache
+            _ENVIRON_KEYS[name] = key
+    return key
+
+
+class WSGIProtocol:
+    """HTTP/1.1 + WSGI as ``process_request``, for any personality.
+
+    Caller API: ``class App(WSGIProtocol, PreForkSimple)`` then
+    ``App(app=application).run()``; or ``netserver --app MODULE:ATTR``.
+
+    Overridable (child unless said): ``wsgi_environ(environ, client)``
+    to add keys, and the usual Net::Server hooks, which see the connection
+    (``post_accept_hook``, ``allow_deny_hook``...).  ``application`` holds
+    the loaded callable (parent, then inherited by every child).
+    """
+
+    declared_options = HTTP_OPTIONS
+    application: Any = None
+
+    def default_values(self) -> dict[str, Any]:
+        return {"port": "8000", **super().default_values()}  # type: ignore[misc]
+
+    def post_configure(self) -> None:
+        super().post_configure()  # type: ignore[misc]
+        options, origins = self.options, self.option_origins  # type: ignore[attr-defined]
+        app = options.app
+        if app is None:
+            if self.application is None:
+                raise ConfigError("app", None, "default", "is required: name the WSGI application, "
+                                  "e.g. --app myproject.wsgi:application")
+        elif callable(app):
+            self.application = app
+        else:
+            target = load_object(app, "app", origins["app"])
+            if not callable(target):
+                raise ConfigError("app", app, origins["app"], "is not callable (a WSGI application is a "
+                                  "callable taking environ and start_response)")
+            self.application = target
+        self.http_limits = http.Limits(options.max_request_line, options.max_header_count,
+                                       options.max_header_size, options.max_body_size)
+        self.trusted_proxies = TrustedProxies(options.forwarded_allow)
+        self.access_log = AccessLog.compile(options.access_log_format, origins["access_log_format"])
+        server = options.server_revision
+        self.server_line = b"Server: %s\r\n" % server.encode("latin-1") if server else b""
+        self.date = http.DateHeader()
+
+    def open_files(self) -> None:
+        super().open_files()  # type: ignore[misc]
+        if not self.in_check_mode():  # type: ignore[attr-defined]
+            self.access_log.open(self.options.access_log_file, self.option_origins["access_log_file"], self.log)
+
+    def process_request(self, client: Any) -> None:
+        if client.proto == "udp":
+            self.log(1, "HTTP does not run over UDP; ignoring a datagram from %s", client.peeraddr)
+            return
+        Channel(self, client).serve()
+
+    def wsgi_environ(self, environ: dict[str, Any], client: Any) -> None:
+        """Hook: add or change environ keys before each request reaches the application."""
+
+
+class Channel:
+    """One connection in blocking mode: read a request, run the application, answer, repeat."""
+
+    def __init__(self, server: Any, client: Any) -> None:
+        self.server = server
+        self.client = client
+        self.sock: socket.socket = client.sock
+        self.stream = http.RequestStream(server.http_limits)
+        self.sender = Sender(self.sock)
+        options = server.options
+        self.keepalive = options.keepalive_timeout
+        self.header_timeout = options.timeout_header
+        self.body_timeout = options.timeout
+        self._waits = options.timeout  # what the socket's SO_RCVTIMEO is now (inherited from the listener)
+        self.served = 0
+        self.base = self._base_environ()
+
+    # ------------------------------------------------------------------ the loop
+    def serve(self) -> None:
+        server = self.server
+        stream = self.stream
+        limit = server.options.max_requests
+        while True:
+            request = self.next_request()
+            if request is None:
+                return
+            if self.served:
+                server.requests += 1  # max_requests counts requests: the connection counted the first
+            self.served += 1
+            if request.error is not None:
+                self.refuse(request.error, request)
+                return
+            keep = self.respond(request)
+            stream.requests.popleft()
+            if not keep or server.draining or self.client.closing or (limit and server.requests >= limit):
+                return
+
+    def next_request(self) -> http.Request | None:
+        """Block until a request's head is in; None when the connection is over."""
+        stream = self.stream
+        while not stream.requests:
+            if stream.broken:
+                return None
+            if stream.in_head:
+                left = self.header_timeout - (time.monotonic() - stream.head_started)
+                if left <= 0:
+                    self.refuse(http.HTTPError(408, "the request head did not arrive in time"), None)
+                    return None
+                data = self.receive(left)
+            elif self.served:
+                if not self.keepalive or self.client.closing or self.server.draining:
+                    return None
+                data = self.receive(self.keepalive)
+            else:
+                data = self.receive(self.header_timeout)
+            if data is None:
+                if stream.in_head:
+                    continue  # the deadline check above answers 408
+                return None  # quiet too long between requests: close
+            if not data:
+                return None  # the client closed
+            stream.feed(data)
+        return stream.requests[0]
+
+    def receive(self, wait: float) -> bytes | None:
+        """One recv of up to 64 KiB within ``wait`` seconds; None if the time ran out."""
+        if wait != self._waits:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(wait))
+            self._waits = wait
+        try:
+            return self.sock.recv(65536)
+        except BlockingIOError:  # SO_RCVTIMEO expired
+            return None
+        except (ConnectionResetError, TimeoutError):
+            return b""
+
+    def read_more(self, request: http.Request) -> None:
+        """wsgi.input wants more of the body: say 100 Continue if the client waits for it, then read."""
+        if request.expect_continue:
+            request.expect_continue = False
+            if not self._response_started:
+                self.sender.send(http.CONTINUE)
+        data = self.receive(self.body_timeout) if self.body_timeout else self.receive(0)
+        if data is None:
+            raise http.HTTPError(408, "the request body did not arrive in time")
+        if not data:
+            raise ConnectionResetError("the client closed the connection during the request body")
+        self.stream.feed(data)
+        if self.stream.broken and not request.complete and request.error is None:
+            request.error = http.HTTPError(400, "the request body was cut short")
+
+    _response_started = False
+
+    # ------------------------------------------------------------------ one request
+    def respond(self, request: http.Request) -> bool:
+        """Run the application for one request; True if the connection may go on."""
+        server = self.server
+        keep = request.keep_alive and not server.draining and not self.client.closing
+        limit = server.options.max_requests
+        if limit and server.requests >= limit:
+            keep = False
+        response = Response(request, self.sender, server.date.line() + server.server_line, keep)
+        self._response_started = False
+        environ = self.environ(request)
+        started = time.monotonic()
+        result = None
+        try:
+            result = server.application(environ, response.start_response)
+            self._response_started = response.started
+            response.send_body(result)
+            keep = response.finish()
+        except (ConnectionError, TimeoutError) as error:
+            server.log(3, "HTTP client %s went away: %s", self.client.peeraddr, error)
+            keep = False
+        except http.HTTPError as error:  # the body broke its framing or limit under wsgi.input
+            if not response.head_sent:
+                self.refuse(error, request)
+            keep = False
+        except Exception as error:
+            keep = self.app_failed(request, response, error)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    server.log(1, "The application's close() failed for %s %s", request.method,
+                               request.target.decode("latin-1"), exc_info=True)
+        if keep and not request.complete:
+            keep = self.skip_body(request)
+        server.access_log.write(environ, response, time.monotonic() - started)
+        return keep
+
+    def app_failed(self, request: http.Request, response: Response, error: Exception) -> bool:
+        what = "broke the WSGI contract" if isinstance(error, AppError) else "failed"
+        self.server.log(1, "The application %s on %s %s", what, request.method,
+                        request.target.decode("latin-1"), exc_info=True)
+        if not response.head_sent:
+            try:
+                response.status, response.code = "500 Internal Server Error", 500
+                self.sender.send(http.error_response(http.HTTPError(500, "application error"),
+                                                     self.server.server_line, self.server.date))
+            except OSError:
+                pass
+        return False  # after a failure, nothing says where the next request begins
+
+    def skip_body(self, request: http.Request) -> bool:
+        """The application left part of the body unread: read it away if small, else close."""
+        if request.expect_continue:
+            return False  # the client waits for 100 Continue, which a final response has ruled out
+        left = request.content_length - request.received if request.content_length is not None else -1
+        if left < 0 or left > 65536:
+            return False
+        while not request.complete:
+            try:
+                self.read_more(request)
+            except (OSError, http.HTTPError):
+                return False
+            if request.error is not None:
+                return False
+        request.body.clear()
+        return True
+
+    def refuse(self, error: http.HTTPError, request: http.Request | None) -> None:
+        server = self.server
+        server.log(3, "HTTP %d for %s: %s", error.status, self.client.peeraddr, error.reason)
+        try:
+            self.sender.send(http.error_response(error, server.server_line, server.date))
+        except OSError:
+            pass
+        self.client.drain_on_close = False
+
+    # ------------------------------------------------------------------ environ
+    def _base_environ(self) -> dict[str, Any]:
+        client, server = self.client, self.server
+        if client.proto == "unix":
+            name, port, remote, remote_port = "localhost", "", "", ""
+        else:
+            name, port = client.sockaddr, str(client.sockport)
+            remote, remote_port = client.peeraddr, str(client.peerport)
+        return {
+            "SERVER_NAME": name, "SERVER_PORT": port, "REMOTE_ADDR": remote, "REMOTE_PORT": remote_port,
+            "SCRIPT_NAME": server.options.script_name, "SERVER_SOFTWARE": "netserver/" + __version__,
+            "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.errors": Errors(server.log),
+            "wsgi.multithread": False, "wsgi.multiprocess": isinstance(server, Supervisor),
+            "wsgi.run_once": False, "wsgi.file_wrapper": FileWrapper, "wsgi.input_terminated": True,
+        }
+
+    def environ(self, request: http.Request) -> dict[str, Any]:
+        environ = self.base.copy()
+        target = request.target
+        environ["REQUEST_METHOD"] = request.method
+        environ["SERVER_PROTOCOL"] = "HTTP/" + request.version
+        environ["RAW_URI"] = target.decode("latin-1")
+        path, _, query = target.partition(b"?")
+        if not target.startswith(b"/"):
+            path, query = self._other_form(request, environ)
+        path = path.partition(b"#")[0]
+        path_info = unquote_to_bytes(path).decode("latin-1") if b"%" in path else path.decode("latin-1")
+        script = environ["SCRIPT_NAME"]
+        if script and (path_info == script or path_info.startswith(script + "/")):
+            path_info = path_info[len(script):]
+        environ["PATH_INFO"] = path_info
+        environ["QUERY_STRING"] = query.partition(b"#")[0].decode("latin-1")
+        for name, value in request.headers:
+            key = environ_key(name)
+            if key is None:
+                continue
+            if key in environ and key.startswith("HTTP_"):
+                joiner = "; " if key == "HTTP_COOKIE" else ", "
+                environ[key] = environ[key] + joiner + value.decode("latin-1")
+            else:
+                environ[key] = value.decode("latin-1")
+        environ["wsgi.input"] = Input(self, request)
+        if self.server.trusted_proxies.active:
+            self.server.trusted_proxies.apply(environ, request.headers)
+        self.server.wsgi_environ(environ, self.client)
+        return environ
+
+    @staticmethod
+    def _other_form(request: http.Request, environ: dict[str, Any]) -> tuple[bytes, bytes]:
+        target = request.target
+        if target == b"*" or request.method == "CONNECT":
+            return b"*" if target == b"*" else b"", b""
+        url = http.httptools.parse_url(target)  # absolute-form: its authority replaces Host (RFC 9112 3.2.2)
+        if url.host:
+            host = url.host + (b":%d" % url.port if url.port else b"")
+            environ["HTTP_HOST"] = host.decode("latin-1")
+            request.headers = [(name, value) for name, value in request.headers if name.lower() != b"host"]
+        return url.path or b"/", url.query or b""
+
