@@ -44,8 +44,11 @@ def render() -> str:
     prefork_simple = [o for name, o in simple.items() if name not in base]
     # PreFork: what it declares itself (max_servers as a ceiling, the spare band); the rest is PreForkSimple's.
     prefork = list(PreFork.declared_options)
+    from netserver.protocols.wsgi import HTTP_OPTIONS  # httptools: the http extra
+
     return "\n\n".join([table(base.values(), "Every personality"), table(prefork_simple, "PreForkSimple (and PreFork)"),
-                        table(prefork, "PreFork (in addition; max_servers is a ceiling here)")])
+                        table(prefork, "PreFork (in addition; max_servers is a ceiling here)"),
+                        table(HTTP_OPTIONS, "HTTP and WSGI (--app, or the WSGIProtocol mixin)")])
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 ``Single`` serves one connection at a time; ``PreForkSimple`` keeps a fixed
 pool of pre-forked children; ``PreFork`` keeps a pool that follows the load.  Subclass one and define
-``process_request(self, client)``.
+``process_request(self, client)``, or put ``WSGIProtocol`` in front of one to serve a WSGI application.
 """
 
 from .connection import LineTooLong
@@ -14,3 +14,12 @@ from .server import Server
 __all__ = ["BindError", "BootFailure", "ConfigError", "ExitCode", "LineTooLong", "NetServerError", "Option",
            "PreFork", "PreForkSimple", "ResolveError", "Server", "Single", "StartupError"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # WSGIProtocol needs httptools (the http extra): imported on first use, never by "import netserver".
+    if name == "WSGIProtocol":
+        from .protocols.wsgi import WSGIProtocol
+
+        return WSGIProtocol
+    raise AttributeError(f"module 'netserver' has no attribute {name!r}")

@@ -289,7 +289,8 @@ BASE_OPTIONS: tuple[Option, ...] = (
 PREFORK_SIMPLE_OPTIONS: tuple[Option, ...] = (
     Option("max_servers", integer(1), 50, "Number of accepting children kept alive. Default 50.", metavar="N"),
     Option("max_requests", integer(0), 1000,
-           "Connections a child serves before it exits and is replaced; 0 means no limit. Default 1000.",
+           "Connections a child serves before it exits and is replaced (HTTP: requests, keep-alive ones "
+           "included); 0 means no limit. Default 1000.",
            metavar="N"),
     Option("check_for_dead", seconds(), 30.0,
            "Seconds between sweeps that look for children which died unnoticed. Default 30.", metavar="SECONDS"),

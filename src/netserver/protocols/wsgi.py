@@ -29,6 +29,7 @@ system call.
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -93,6 +94,7 @@ HTTP_OPTIONS: tuple[Option, ...] = (
            "Default combined.", metavar="FORMAT"),
 )
 
+FOREVER = struct.pack("@ll", 0, 0)  # SO_RCVTIMEO of zero: wait as long as it takes (timeout 0)
 #: Header name (as sent) -> environ key; None for names with "_" (spoofable through CGI's mapping).
 _ENVIRON_KEYS: dict[bytes, str | None] = {}
 
@@ -190,7 +192,6 @@ class Channel:
     def serve(self) -> None:
         server = self.server
         stream = self.stream
-        limit = server.options.max_requests
         while True:
             request = self.next_request()
             if request is None:
@@ -203,8 +204,11 @@ class Channel:
                 return
             keep = self.respond(request)
             stream.requests.popleft()
-            if not keep or server.draining or self.client.closing or (limit and server.requests >= limit):
+            if not keep:
                 return
+            # A drain that began after this response's head went out (without Connection: close)
+            # does not cut the connection here: its client may already be sending the next
+            # request, which is answered with Connection: close.
 
     def next_request(self) -> http.Request | None:
         """Block until a request's head is in; None when the connection is over."""
@@ -219,8 +223,6 @@ class Channel:
                     return None
                 data = self.receive(left)
             elif self.served:
-                if not self.keepalive or self.client.closing or self.server.draining:
-                    return None
                 data = self.receive(self.keepalive)
             else:
                 data = self.receive(self.header_timeout)
@@ -234,9 +236,9 @@ class Channel:
         return stream.requests[0]
 
     def receive(self, wait: float) -> bytes | None:
-        """One recv of up to 64 KiB within ``wait`` seconds; None if the time ran out."""
+        """One recv of up to 64 KiB within ``wait`` seconds (0: no limit); None if the time ran out."""
         if wait != self._waits:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(wait))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(wait) if wait else FOREVER)
             self._waits = wait
         try:
             return self.sock.recv(65536)
@@ -251,7 +253,7 @@ class Channel:
             request.expect_continue = False
             if not self._response_started:
                 self.sender.send(http.CONTINUE)
-        data = self.receive(self.body_timeout) if self.body_timeout else self.receive(0)
+        data = self.receive(self.body_timeout)
         if data is None:
             raise http.HTTPError(408, "the request body did not arrive in time")
         if not data:
@@ -266,7 +268,7 @@ class Channel:
     def respond(self, request: http.Request) -> bool:
         """Run the application for one request; True if the connection may go on."""
         server = self.server
-        keep = request.keep_alive and not server.draining and not self.client.closing
+        keep = request.keep_alive and self.keepalive > 0 and not server.draining and not self.client.closing
         limit = server.options.max_requests
         if limit and server.requests >= limit:
             keep = False
