@@ -17,3 +17,17 @@ def slow(environ, start_response):
     body = b"pid %d\n" % os.getpid()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def big(environ, start_response):
+    """10 MiB in 64 KiB pieces: more than any socket buffer holds."""
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    piece = b"x" * 65536
+    for _ in range(160):
+        yield piece
+
+
+def route(environ, start_response):
+    if environ["PATH_INFO"] == "/big":
+        return big(environ, start_response)
+    return hello(environ, start_response)

@@ -79,6 +79,14 @@ HTTP_OPTIONS: tuple[Option, ...] = (
            "Most bytes of header fields in a request (then 431). Default 65536.", metavar="BYTES"),
     Option("max_body_size", integer(0), 1 << 30,
            "Largest request body in bytes (then 413). Default 1073741824 (1 GiB).", metavar="BYTES"),
+    Option("max_connections", integer(1), 1000,
+           "Pre-forking personalities: connections one child holds at once, served one request at a "
+           "time as their requests arrive (at most the open-file limit less 32); 1 serves one connection "
+           "at a time, blocking on it. Default 1000.", metavar="N"),
+    Option("buffer_body", integer(0), 65536,
+           "A request body up to this many bytes is received before the application runs (so a slow "
+           "upload costs no child time); a larger one streams through wsgi.input under timeout. Default "
+           "65536.", metavar="BYTES"),
     Option("server_revision", text, "netserver/" + __version__,
            "The Server header (Net::Server::HTTP's name); empty sends none. Default netserver/VERSION.",
            metavar="TEXT"),
@@ -166,6 +174,30 @@ class WSGIProtocol:
             self.log(1, "HTTP does not run over UDP; ignoring a datagram from %s", client.peeraddr)
             return
         Channel(self, client).serve()
+
+    def multiplexing(self) -> bool:
+        """True in a pre-forking personality's child with max_connections above 1."""
+        return self.options.max_connections > 1 and hasattr(super(), "child_loop")
+
+    def child_loop(self) -> None:
+        """A pre-forked child: many connections at once (http_mux), or one at a time."""
+        if self.multiplexing():
+            from .http_mux import serve_child
+
+            serve_child(self)
+        else:
+            super().child_loop()  # type: ignore[misc]
+
+    def serialize_kind(self) -> str:
+        """No accept lock for a multiplexing child: it must not block in one while its connections wait."""
+        kind = super().serialize_kind()  # type: ignore[misc]
+        if kind != "none" and self.multiplexing():
+            if self.options.serialize != "auto":
+                self.log(1, "serialize %s does not apply to HTTP children that hold several connections "
+                         "(max_connections %d): they take turns by epoll instead", self.options.serialize,
+                         self.options.max_connections)
+            return "none"
+        return kind
 
     def wsgi_environ(self, environ: dict[str, Any], client: Any) -> None:
         """Hook: add or change environ keys before each request reaches the application."""

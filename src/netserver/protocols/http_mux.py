@@ -1,0 +1,550 @@
+"""A pre-forked HTTP child serving many connections, one request at a time.
+
+The child waits in one epoll on its listeners, all of its connections, its
+signal wakeup fd and the parent-death pipe.  A request reaches the
+application only once its head, and its body up to ``buffer_body`` bytes,
+have arrived, so a slow or idle client costs the child nothing; requests
+that are ready run one after another, one per connection per round, so no
+connection can starve the others.  Responses go into a per-connection
+buffer that is written as the socket drains; a body the application yields
+piece by piece is pulled only while that buffer is below its limit, so a
+client that never reads stalls only itself.
+
+Why these choices:
+
+* No accept lock: a child may not block in a lock while its own
+  connections wait.  The listeners are watched without EPOLLEXCLUSIVE, so
+  a new connection wakes the children idle in epoll and one of them takes
+  it; a child busy in the application is not waiting and does not compete,
+  which spreads connections to the idle children.  Each wake-up accepts one
+  connection, and a child at ``max_connections`` stops watching the
+  listeners until one of its connections ends.
+* Edge-triggered connection sockets: each is registered once, for input and
+  output, so serving a request costs no epoll_ctl.
+* A body larger than ``buffer_body`` streams through ``wsgi.input``: the
+  child then waits on that client alone, under ``timeout``.
+
+Draining (HUP, a graceful stop, ``max_requests``): the child closes its
+listeners, answers each connection's next request with ``Connection:
+close``, closes connections as they go quiet (``keepalive_timeout``), and
+leaves when none is left.
+"""
+
+from __future__ import annotations
+
+import resource
+import select
+import socket
+import time
+from collections import deque
+from typing import Any
+
+from . import http
+from .response import AppError, Response
+from .wsgi import Channel
+
+IN, OUT, EDGE = select.EPOLLIN | select.EPOLLRDHUP, select.EPOLLOUT, select.EPOLLET
+ERRORS = select.EPOLLERR | select.EPOLLHUP
+#: Response bytes buffered per connection before the application's body iterator is paused.
+OUT_LIMIT = 256 * 1024
+SWEEP = 0.25  # seconds between timeout sweeps
+LINGER = 0.5  # seconds a closed connection is read away for, so its last response is not reset
+
+
+class BufferedSender:
+    """A Response's sender that never blocks: bytes queue in ``out`` and go as the socket takes them."""
+
+    sock = None  # no sendfile here: a file_wrapper body is pulled in blocks like any iterable
+
+    def __init__(self, conn: MuxConnection) -> None:
+        self.conn = conn
+        self.out = bytearray()
+        self.sent = 0
+
+    def send(self, data: bytes) -> None:
+        self.sent += len(data)
+        if self.out:
+            self.out += data
+            return
+        try:
+            done = self.conn.sock.send(data)
+        except BlockingIOError:
+            done = 0
+        except OSError as error:
+            raise ConnectionResetError(str(error)) from None
+        if done < len(data):
+            self.out += data[done:]
+            self.conn.last_write = time.monotonic()
+
+    def flush(self) -> bool:
+        """Write what the socket takes; True once the buffer is empty."""
+        out = self.out
+        while out:
+            try:
+                done = self.conn.sock.send(out)
+            except BlockingIOError:
+                return False
+            del out[:done]
+            self.conn.last_write = time.monotonic()
+        return True
+
+    def flush_blocking(self, timeout: float) -> None:
+        """Wait until the buffer is written (100 Continue before a streamed body)."""
+        deadline = time.monotonic() + (timeout or 3600.0)
+        while not self.flush():
+            if not _wait(self.conn.sock, select.POLLOUT, deadline):
+                raise TimeoutError("timed out writing to the client")
+
+
+def _wait(sock: socket.socket, events: int, deadline: float) -> bool:
+    poller = select.poll()
+    poller.register(sock, events)
+    left = deadline - time.monotonic()
+    return left > 0 and bool(poller.poll(left * 1000))
+
+
+class MuxConnection(Channel):
+    """One connection of a multiplexing child: the blocking Channel's request logic, non-blocking I/O."""
+
+    def __init__(self, server: Any, client: Any) -> None:
+        super().__init__(server, client)
+        self.fd = self.sock.fileno()
+        self.sender = BufferedSender(self)   # replaces the blocking sender
+        now = time.monotonic()
+        self.last_read = self.last_write = now
+        self.queued = False        # in the child's run queue
+        self.pending: tuple[Any, ...] | None = None  # (response, iterator, result, environ, request, started)
+        self.close_after = False   # close once the buffer is written
+        self.eof = False
+        self.lingering = 0.0       # deadline of the read-away after our FIN
+        self.readable = True       # an input edge not yet read to EAGAIN
+
+    # ------------------------------------------------------------------ blocking pieces, for big bodies
+    def read_more(self, request: http.Request) -> None:
+        if request.expect_continue:
+            request.expect_continue = False
+            if not self._response_started:
+                self.sender.send(http.CONTINUE)
+                self.sender.flush_blocking(self.body_timeout)
+        deadline = time.monotonic() + (self.body_timeout or 3600.0)
+        while True:
+            try:
+                data = self.sock.recv(65536)
+                break
+            except BlockingIOError:
+                if not _wait(self.sock, select.POLLIN, deadline):
+                    raise http.HTTPError(408, "the request body did not arrive in time") from None
+        if not data:
+            raise ConnectionResetError("the client closed the connection during the request body")
+        self.last_read = time.monotonic()
+        self.stream.feed(data)
+        if self.stream.broken and not request.complete and request.error is None:
+            request.error = http.HTTPError(400, "the request body was cut short")
+
+    # ------------------------------------------------------------------ state
+    def ready_request(self, buffer_body: int) -> http.Request | None:
+        """The first queued request, once the application may have it."""
+        requests = self.stream.requests
+        if not requests:
+            return None
+        request = requests[0]
+        if request.error is not None or request.complete or len(request.body) >= buffer_body:
+            return request
+        if request.content_length is not None and request.content_length > buffer_body:
+            return request  # too big to buffer: the application streams it under timeout
+        if request.expect_continue and not request.body:
+            # A buffered body: the server asks for it itself, once (RFC 9110 10.1.1).
+            request.expect_continue = False
+            self.sender.send(http.CONTINUE)
+        return None
+
+
+class Multiplexer:
+    """The loop of one HTTP child: ``run()`` until drained; everything here runs in the child."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        options = server.options
+        # Each connection is a descriptor: stay under the open-file limit rather than meet EMFILE.
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.cap = options.max_connections if soft == resource.RLIM_INFINITY else \
+            max(1, min(options.max_connections, soft - 32))
+        self.buffer_body = options.buffer_body
+        self.keepalive = options.keepalive_timeout
+        self.header_timeout = options.timeout_header
+        self.io_timeout = options.timeout or 3600.0
+        self.limit = options.max_requests
+        self.poller = select.epoll()
+        self.conns: dict[int, MuxConnection] = {}
+        self.run_queue: deque[MuxConnection] = deque()
+        self.listening: dict[int, Any] = {}
+        self.watching = False
+        self.next_sweep = 0.0
+        for listener in server.listeners:
+            listener.sock.setblocking(False)
+            self.listening[listener.fileno()] = listener
+        self.wakeup, self.death = server.signals.read_fd, server._death_read
+        self.poller.register(self.wakeup, select.EPOLLIN)
+        self.poller.register(self.death, select.EPOLLIN)
+        self.watch_listeners(True)
+
+    def watch_listeners(self, on: bool) -> None:
+        if on == self.watching or not self.listening:
+            return
+        for fd in self.listening:
+            try:
+                if on:
+                    self.poller.register(fd, select.EPOLLIN)
+                else:
+                    self.poller.unregister(fd)
+            except OSError:
+                pass  # a HUP during a request closed the listeners already (the kernel dropped them)
+        self.watching = on
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> None:
+        server = self.server
+        try:
+            while True:
+                if server.draining:
+                    self.drain()
+                    if not self.conns:
+                        return
+                timeout = 0 if self.run_queue else (SWEEP if self.conns else -1)
+                for fd, events in self.poller.poll(timeout):
+                    conn = self.conns.get(fd)
+                    if conn is not None:
+                        self.on_event(conn, events)
+                    elif fd in self.listening and not server.draining:
+                        self.accept(self.listening[fd])
+                    elif fd == self.wakeup:
+                        server._child_flags()
+                    elif fd == self.death:
+                        server.draining = True
+                        self.poller.unregister(self.death)
+                self.run_round()
+                now = time.monotonic()
+                if now >= self.next_sweep:
+                    self.next_sweep = now + SWEEP
+                    self.sweep(now)
+        finally:
+            for conn in list(self.conns.values()):
+                self.close(conn, linger=False)
+            self.poller.close()
+
+    def drain(self) -> None:
+        """Stop accepting; idle connections close when keepalive_timeout passes (their next request
+        may be on the wire), busy ones after their response, which says Connection: close."""
+        if self.listening:
+            self.watch_listeners(False)
+            self.listening = {}
+            self.server.close_listeners()
+
+    # ------------------------------------------------------------------ connections
+    def accept(self, listener: Any) -> None:
+        server = self.server
+        client = server.accept_from(listener)
+        if client is None:
+            return
+        server.requests += 1  # run_client_connection's count: the first request of the connection
+        server.post_accept(client)
+        server.get_client_info(client)
+        server.post_accept_hook(client)
+        allowed = server.allow_deny(client)
+        ok = bool(allowed and server.allow_deny_hook(client))
+        if not ok:
+            if allowed:
+                server.log_denied(client, "allow_deny_hook")
+            server.request_denied_hook(client)
+            server.post_process_request_hook(client, False)
+            server.post_process_request(client)
+            server.post_client_connection_hook(client)
+            return
+        client.sock.setblocking(False)
+        conn = MuxConnection(server, client)
+        self.conns[conn.fd] = conn
+        self.poller.register(conn.fd, IN | OUT | EDGE)
+        if len(self.conns) >= self.cap:
+            self.watch_listeners(False)
+        self.read(conn)  # the request often came with the connection: no wait for its edge
+
+    def on_event(self, conn: MuxConnection, events: int) -> None:
+        if events & (IN | ERRORS):
+            conn.readable = True
+            if conn.lingering:
+                self.linger_read(conn)
+                return
+            if conn.pending is None and not conn.queued:
+                self.read(conn)
+        if events & OUT and conn.fd in self.conns:
+            self.write(conn)
+
+    def read(self, conn: MuxConnection) -> None:
+        """Read to EAGAIN (edge-triggered), feed the parser, queue a ready request."""
+        while conn.readable:
+            try:
+                data = conn.sock.recv(65536)
+            except BlockingIOError:
+                conn.readable = False
+                break
+            except OSError:
+                data = b""
+            if not data:
+                conn.readable = False
+                conn.eof = True
+                break
+            conn.last_read = time.monotonic()
+            conn.stream.feed(data)
+            if len(data) < 65536:
+                conn.readable = False  # a short read emptied the socket; more data brings a new edge
+            if conn.ready_request(self.buffer_body) is not None:
+                self.queue(conn)
+                return  # one request at a time: read no further ahead until it is answered
+        if conn.sender.out:
+            try:
+                conn.sender.flush()  # a 100 Continue
+            except OSError:
+                self.close(conn, linger=False)
+        elif conn.eof:
+            self.close(conn, linger=False)
+
+    def queue(self, conn: MuxConnection) -> None:
+        if not conn.queued:
+            conn.queued = True
+            self.run_queue.append(conn)
+
+    def write(self, conn: MuxConnection) -> None:
+        try:
+            done = conn.sender.flush()
+        except OSError:
+            self.close(conn, linger=False)
+            return
+        if conn.pending is not None and len(conn.sender.out) < OUT_LIMIT // 2:
+            self.queue(conn)  # pull more of the body in the next round
+        elif done:
+            self.after_flush(conn)
+
+    def after_flush(self, conn: MuxConnection) -> None:
+        if conn.close_after:
+            self.close(conn)
+        elif conn.pending is None and not conn.queued:
+            if conn.ready_request(self.buffer_body) is not None:
+                self.queue(conn)
+            elif conn.readable:
+                self.read(conn)
+            elif conn.eof:
+                self.close(conn, linger=False)
+
+    def close(self, conn: MuxConnection, linger: bool = True) -> None:
+        """End a connection; with unread input, FIN first and read it away briefly (no reset)."""
+        if linger and not conn.eof:
+            try:
+                unread = conn.sock.recv(65536, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                unread = b""
+            except OSError:
+                unread = b""
+            if unread:
+                try:
+                    conn.sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                else:
+                    conn.lingering = time.monotonic() + LINGER
+                    return
+        self.conns.pop(conn.fd, None)
+        if conn.pending is not None:
+            self.abandon(conn)
+        try:
+            self.poller.unregister(conn.fd)
+        except (OSError, ValueError):
+            pass
+        server = self.server
+        client = conn.client
+        client.drain_on_close = False  # done above, without blocking the child
+        server.post_process_request_hook(client, True)
+        server.post_process_request(client)
+        server.post_client_connection_hook(client)
+        if self.listening and len(self.conns) < self.cap:
+            self.watch_listeners(True)
+
+    def linger_read(self, conn: MuxConnection) -> None:
+        while True:
+            try:
+                data = conn.sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                conn.eof, conn.lingering = True, 0.0
+                self.close(conn, linger=False)
+                return
+
+    def sweep(self, now: float) -> None:
+        """Timeouts: keep-alive, head, body, a client that does not read; the linger's end."""
+        for conn in list(self.conns.values()):
+            if conn.lingering:
+                if now >= conn.lingering:
+                    conn.lingering = 0.0
+                    self.close(conn, linger=False)
+                continue
+            if conn.sender.out:
+                if now - conn.last_write > self.io_timeout:
+                    self.close(conn, linger=False)  # it stopped reading its response
+                continue
+            if conn.pending is not None or conn.queued:
+                continue
+            stream = conn.stream
+            if stream.in_head:
+                if now - stream.head_started > self.header_timeout:
+                    conn.refuse(http.HTTPError(408, "the request head did not arrive in time"), None)
+                    conn.close_after = True
+                    self.write(conn)
+            elif stream.requests:
+                if now - conn.last_read > self.io_timeout:
+                    conn.refuse(http.HTTPError(408, "the request body did not arrive in time"), None)
+                    conn.close_after = True
+                    self.write(conn)
+            elif now - conn.last_read > (self.keepalive if conn.served else self.header_timeout):
+                self.close(conn, linger=False)
+
+    # ------------------------------------------------------------------ running requests
+    def run_round(self) -> None:
+        """One step for each connection that was ready when the round began."""
+        for _ in range(len(self.run_queue)):
+            conn = self.run_queue.popleft()
+            conn.queued = False
+            if conn.fd not in self.conns:
+                continue
+            if conn.pending is not None:
+                self.pump(conn)
+            else:
+                self.start(conn)
+            if conn.fd in self.conns and conn.pending is None and not conn.sender.out:
+                self.after_flush(conn)
+
+    def start(self, conn: MuxConnection) -> None:
+        request = conn.ready_request(self.buffer_body)
+        if request is None:
+            return
+        server = self.server
+        if conn.served:
+            server.requests += 1
+        conn.served += 1
+        if request.error is not None:
+            conn.refuse(request.error, request)
+            conn.stream.requests.popleft()
+            conn.close_after = True
+            self.write(conn)
+            return
+        keep = request.keep_alive and self.keepalive > 0 and not server.draining
+        if self.limit and server.requests >= self.limit:
+            keep = False
+            server.draining = True  # this child has served its share: finish and leave
+        response = Response(request, conn.sender, server.date.line() + server.server_line, keep)
+        conn._response_started = False
+        environ = conn.environ(request)
+        started = time.monotonic()
+        server.status.busy(conn.client.peeraddr, conn.client.peerport)
+        server._in_request = True
+        result = None
+        try:
+            result = server.application(environ, response.start_response)
+            conn._response_started = response.started
+            if type(result) is list and len(result) == 1:
+                response.send_body(result)
+                self.finish(conn, response, result, environ, request, started)
+                return
+            conn.pending = (response, iter(result), result, environ, request, started)
+        except BaseException as error:
+            self.failed(conn, response, result, environ, request, started, error)
+            return
+        finally:
+            server._in_request = False
+            server.status.idle()
+        self.pump(conn)
+
+    def pump(self, conn: MuxConnection) -> None:
+        """Pull the body while the connection's buffer has room."""
+        response, iterator, result, environ, request, started = conn.pending
+        server = self.server
+        server._in_request = True
+        try:
+            while len(conn.sender.out) < OUT_LIMIT:
+                try:
+                    data = next(iterator)
+                except StopIteration:
+                    if not response.started:
+                        raise AppError("the application returned without calling start_response") from None
+                    if not response.head_sent:
+                        response.send_head()
+                    conn.pending = None
+                    self.finish(conn, response, result, environ, request, started)
+                    return
+                if data:
+                    response.write(data)
+        except BaseException as error:
+            conn.pending = None
+            self.failed(conn, response, result, environ, request, started, error)
+            return
+        finally:
+            server._in_request = False
+        # The buffer is full: the rest waits for the socket to drain (write() queues us again).
+
+    def finish(self, conn: MuxConnection, response: Response, result: Any, environ: dict, request: http.Request,
+               started: float) -> None:
+        try:
+            keep = response.finish()
+        except OSError:
+            keep = False
+        self.close_result(result, request)
+        if keep and not request.complete:
+            keep = self.skip_body(conn, request)
+        self.done(conn, response, environ, request, started, keep)
+
+    def failed(self, conn: MuxConnection, response: Response, result: Any, environ: dict, request: http.Request,
+               started: float, error: BaseException) -> None:
+        self.close_result(result, request)
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            self.server.log(3, "HTTP client %s went away: %s", conn.client.peeraddr, error)
+        elif isinstance(error, http.HTTPError):
+            if not response.head_sent:
+                conn.refuse(error, request)
+        elif isinstance(error, Exception):
+            conn.app_failed(request, response, error)
+        else:
+            raise error  # StopServer (TERM during the request), KeyboardInterrupt: the child ends
+        self.done(conn, response, environ, request, started, False)
+
+    def close_result(self, result: Any, request: http.Request) -> None:
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                self.server.log(1, "The application's close() failed for %s %s", request.method,
+                                request.target.decode("latin-1"), exc_info=True)
+
+    def skip_body(self, conn: MuxConnection, request: http.Request) -> bool:
+        """Unread body after the response: wait for it only if it is small and already on its way."""
+        if request.expect_continue or request.content_length is None:
+            return False
+        left = request.content_length - request.received
+        return 0 <= left <= self.buffer_body and request.received > 0 and conn.skip_body(request)
+
+    def done(self, conn: MuxConnection, response: Response, environ: dict, request: http.Request,
+             started: float, keep: bool) -> None:
+        stream = conn.stream
+        if stream.requests and stream.requests[0] is request:
+            stream.requests.popleft()
+        self.server.access_log.write(environ, response, time.monotonic() - started)
+        if not keep:
+            conn.close_after = True
+        if conn.fd in self.conns:
+            self.write(conn)
+
+
+def serve_child(server: Any) -> None:
+    """The child loop of a pre-forked HTTP server (``max_connections`` above 1)."""
+    Multiplexer(server).run()
