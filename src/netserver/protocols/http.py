@@ -120,6 +120,7 @@ class RequestStream:
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._fed_in_head = 0
+        self._fed_without_data = 0   # chunk framing and trailer bytes since the last body data
 
     # ------------------------------------------------------------------ feeding
     def feed(self, data: bytes) -> None:
@@ -127,6 +128,8 @@ class RequestStream:
         if self.broken:
             return
         began_in_head = self.in_head
+        receiving = self._receiving
+        received = receiving.received if receiving is not None else 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -155,6 +158,13 @@ class RequestStream:
             limit = self.limits.request_line + self.limits.header_bytes
             if self._fed_in_head > limit:
                 self._fail(HTTPError(431, "request head longer than %d bytes" % limit))
+        elif receiving is not None and receiving is self._receiving and receiving.chunked:
+            # httptools buffers a trailer line until it ends, as it does a header line: bound the
+            # bytes of chunk framing and trailers that bring no body data.
+            self._fed_without_data = 0 if receiving.received != received else self._fed_without_data + len(data)
+            if self._fed_without_data > self.limits.header_bytes:
+                self._fail(HTTPError(431, "chunk framing or trailers longer than %d bytes" %
+                                     self.limits.header_bytes))
 
     def _fail(self, error: HTTPError) -> None:
         self.broken = True
