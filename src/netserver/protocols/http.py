@@ -121,6 +121,7 @@ class RequestStream:
         self._header_bytes = 0
         self._fed_in_head = 0
         self._fed_without_data = 0   # chunk framing and trailer bytes since the last body data
+        self._closes = False         # the last complete request ends the connection
 
     # ------------------------------------------------------------------ feeding
     def feed(self, data: bytes) -> None:
@@ -169,6 +170,10 @@ class RequestStream:
     def _fail(self, error: HTTPError) -> None:
         self.broken = True
         self.in_head = False
+        if self._closes and self._receiving is None:
+            # RFC 9112 9.6: nothing after a request that closes the connection is processed, so
+            # llhttp's "data after Connection: close" is no refusal to answer: the bytes are ignored.
+            return
         placeholder = Request()
         placeholder.error = error
         placeholder.keep_alive = False
@@ -272,6 +277,7 @@ class RequestStream:
         request = self._receiving
         if request is not None:
             request.complete = True
+            self._closes = not request.keep_alive
         self._receiving = self._current = None
 
 
