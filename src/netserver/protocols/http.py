@@ -215,6 +215,8 @@ class RequestStream:
             raise HTTPError(414, "request target longer than %d bytes" % self.limits.request_line)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if value[-1:] in (b" ", b"\t"):
+            value = value.rstrip(b" \t")  # RFC 9112 5: OWS around a value is not part of it; llhttp keeps the trailing
         if not self.in_head:
             self._header_bytes += len(name) + len(value)  # a trailer: bounded, then dropped
             if self._header_bytes > self.limits.header_bytes:
