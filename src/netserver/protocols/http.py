@@ -149,7 +149,7 @@ class RequestStream:
             self._fail(HTTPError(400, "invalid request target"))
             return
         except httptools.HttpParserError as error:
-            self._fail(HTTPError(400, str(error) or "malformed request"))
+            self._fail(parse_error(error, self._parser))
             return
         if self.in_head:
             # httptools buffers a header line until it ends, so a head that never ends is
@@ -281,6 +281,18 @@ class RequestStream:
             request.complete = True
             self._closes = not request.keep_alive
         self._receiving = self._current = None
+
+
+def parse_error(error: Exception, parser: httptools.HttpRequestParser) -> HTTPError:
+    """The refusal for what llhttp refused: 505 for a version it knows the shape of but we don't serve."""
+    reason = str(error) or "malformed request"
+    if reason == "Invalid HTTP version":
+        # llhttp's message for a well-formed HTTP-version other than 0.9, 1.0, 1.1 and 2.0
+        # (HTTP/1.2, HTTP/3.0); a malformed one ("HTTP/1.x") has its own message and stays 400.
+        return HTTPError(505, "the HTTP version is not supported")
+    if parser.get_method() == b"PRI":
+        return HTTPError(505, "HTTP/2 with prior knowledge is not supported")  # the RFC 9113 3.4 preface
+    return HTTPError(400, reason)
 
 
 def check_target(method: str, target: bytes) -> None:
