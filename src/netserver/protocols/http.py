@@ -244,6 +244,7 @@ class RequestStream:
         if version not in _VERSIONS:
             raise HTTPError(505, "HTTP/%s is not supported" % version)
         hosts = 0
+        codings: list[bytes] = []
         for name, value in self._headers:
             lower = name.lower()
             if lower == b"host":
@@ -251,11 +252,19 @@ class RequestStream:
             elif lower == b"content-length":
                 request.content_length = int(value)  # llhttp has checked the digits and duplicates
             elif lower == b"transfer-encoding":
-                request.chunked = True  # llhttp refuses any coding but a final chunked
+                request.chunked = True  # llhttp refuses chunked twice; the codings are checked below
+                codings += [coding.strip().lower() for coding in value.split(b",") if coding.strip()]
             elif lower == b"expect" and value.strip().lower() == b"100-continue" and version == "1.1":
                 request.expect_continue = True
         if version == "1.1" and hosts != 1:
             raise HTTPError(400, "an HTTP/1.1 request needs exactly one Host header (has %d)" % hosts)
+        if codings and codings != [b"chunked"]:
+            listed = b", ".join(codings).decode("latin-1")
+            if codings[-1] != b"chunked":
+                # RFC 9112 6.3: the body's length cannot be determined; 400 and close.
+                raise HTTPError(400, "Transfer-Encoding %s does not end with chunked" % listed)
+            # RFC 9112 6.1: a coding the server does not implement (it decodes chunked only).
+            raise HTTPError(501, "Transfer-Encoding %s: only chunked is implemented" % listed)
         if request.chunked and version == "1.0":
             # RFC 9112 6.1: chunked framing on HTTP/1.0 is faulty framing.
             raise HTTPError(400, "Transfer-Encoding on an HTTP/1.0 request")
