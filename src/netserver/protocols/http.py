@@ -5,8 +5,9 @@ refuses most request-smuggling tricks: Content-Length together with
 Transfer-Encoding, duplicate Content-Length, bad chunk sizes and extensions,
 obsolete line folding, invalid header names and values, NUL and bare CR or
 LF.  On top of it :class:`RequestStream` adds what the parser leaves to the
-server: the HTTP version (1.0 and 1.1 only), ``Host`` on HTTP/1.1, chunked
-framing on HTTP/1.0, the four request-target forms, and the limits (request
+server: the HTTP version (1.0 and 1.1 only), one valid ``Host`` (required on
+HTTP/1.1), transfer codings other than chunked (501), chunked framing on
+HTTP/1.0, the four request-target forms, and the limits (request
 line, header count and size, body).  Every refusal is an :class:`HTTPError`
 with the status to answer; after one, the connection's framing is lost and
 nothing more is parsed.
@@ -20,6 +21,7 @@ in arrival order, so their responses go out in that order.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from email.utils import formatdate
@@ -249,6 +251,8 @@ class RequestStream:
             lower = name.lower()
             if lower == b"host":
                 hosts += 1
+                if not _HOST.match(value):
+                    raise HTTPError(400, "invalid Host header %r" % value.decode("latin-1"))
             elif lower == b"content-length":
                 request.content_length = int(value)  # llhttp has checked the digits and duplicates
             elif lower == b"transfer-encoding":
@@ -256,8 +260,10 @@ class RequestStream:
                 codings += [coding.strip().lower() for coding in value.split(b",") if coding.strip()]
             elif lower == b"expect" and value.strip().lower() == b"100-continue" and version == "1.1":
                 request.expect_continue = True
-        if version == "1.1" and hosts != 1:
-            raise HTTPError(400, "an HTTP/1.1 request needs exactly one Host header (has %d)" % hosts)
+        if hosts > 1 or (version == "1.1" and not hosts):
+            # RFC 9112 3.2: required on HTTP/1.1, and never more than one, whatever the version.
+            raise HTTPError(400, "a request needs exactly one Host header on HTTP/1.1, at most one on "
+                            "HTTP/1.0 (has %d)" % hosts)
         if codings and codings != [b"chunked"]:
             listed = b", ".join(codings).decode("latin-1")
             if codings[-1] != b"chunked":
@@ -292,6 +298,13 @@ class RequestStream:
         self._receiving = self._current = None
 
 
+#: RFC 9110 7.2 and RFC 3986 3.2: uri-host [ ":" port ], where uri-host is an IP-literal in
+#: brackets or a reg-name (which covers IPv4); no userinfo, no path.
+_HOST_PART = rb"(?:\[[0-9A-Za-z:._~!$&'()*+,;=-]+\]|[0-9A-Za-z._~%!$&'()*+,;=-]*)"
+_HOST = re.compile(_HOST_PART + rb"(?::[0-9]*)?\Z")
+_AUTHORITY = re.compile(_HOST_PART + rb":[0-9]+\Z")
+
+
 def parse_error(error: Exception, parser: httptools.HttpRequestParser) -> HTTPError:
     """The refusal for what llhttp refused: 505 for a version it knows the shape of but we don't serve."""
     reason = str(error) or "malformed request"
@@ -307,7 +320,7 @@ def parse_error(error: Exception, parser: httptools.HttpRequestParser) -> HTTPEr
 def check_target(method: str, target: bytes) -> None:
     """RFC 9112 3.2: origin-form, absolute-form, authority-form (CONNECT), asterisk-form (OPTIONS)."""
     if method == "CONNECT":
-        if target.startswith(b"/") or b"/" in target or b":" not in target:
+        if not _AUTHORITY.match(target) or target.startswith(b":"):
             raise HTTPError(400, "CONNECT needs an authority-form target (host:port)")
         return
     if target.startswith(b"/"):
@@ -317,7 +330,12 @@ def check_target(method: str, target: bytes) -> None:
             raise HTTPError(400, "the asterisk-form target is for OPTIONS only")
         return
     lower = target[:8].lower()
-    if lower.startswith(b"http://") or lower.startswith(b"https://"):
+    scheme = 7 if lower.startswith(b"http://") else 8 if lower.startswith(b"https://") else 0
+    if scheme:
+        authority = re.split(rb"[/?#]", target[scheme:], maxsplit=1)[0]
+        # RFC 9110 4.2.1 and 4.2.4: an http(s) URI has a host and no userinfo.
+        if not authority or authority.startswith(b":") or not _HOST.match(authority):
+            raise HTTPError(400, "the absolute-form target has no valid host (or has userinfo)")
         return
     raise HTTPError(400, "request target is not origin-, absolute-, authority- or asterisk-form")
 
