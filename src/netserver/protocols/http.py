@@ -5,8 +5,9 @@ refuses most request-smuggling tricks: Content-Length together with
 Transfer-Encoding, duplicate Content-Length, bad chunk sizes and extensions,
 obsolete line folding, invalid header names and values, NUL and bare CR or
 LF.  On top of it :class:`RequestStream` adds what the parser leaves to the
-server: the HTTP version (1.0 and 1.1 only), ``Host`` on HTTP/1.1, chunked
-framing on HTTP/1.0, the four request-target forms, and the limits (request
+server: the HTTP version (1.0 and 1.1 only), one valid ``Host`` (required on
+HTTP/1.1), transfer codings other than chunked (501), chunked framing on
+HTTP/1.0, the four request-target forms, and the limits (request
 line, header count and size, body).  Every refusal is an :class:`HTTPError`
 with the status to answer; after one, the connection's framing is lost and
 nothing more is parsed.
@@ -20,6 +21,7 @@ in arrival order, so their responses go out in that order.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from email.utils import formatdate
@@ -120,6 +122,8 @@ class RequestStream:
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._fed_in_head = 0
+        self._fed_without_data = 0   # chunk framing and trailer bytes since the last body data
+        self._closes = False         # the last complete request ends the connection
 
     # ------------------------------------------------------------------ feeding
     def feed(self, data: bytes) -> None:
@@ -127,6 +131,8 @@ class RequestStream:
         if self.broken:
             return
         began_in_head = self.in_head
+        receiving = self._receiving
+        received = receiving.received if receiving is not None else 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -145,7 +151,7 @@ class RequestStream:
             self._fail(HTTPError(400, "invalid request target"))
             return
         except httptools.HttpParserError as error:
-            self._fail(HTTPError(400, str(error) or "malformed request"))
+            self._fail(parse_error(error, self._parser))
             return
         if self.in_head:
             # httptools buffers a header line until it ends, so a head that never ends is
@@ -155,10 +161,21 @@ class RequestStream:
             limit = self.limits.request_line + self.limits.header_bytes
             if self._fed_in_head > limit:
                 self._fail(HTTPError(431, "request head longer than %d bytes" % limit))
+        elif receiving is not None and receiving is self._receiving and receiving.chunked:
+            # httptools buffers a trailer line until it ends, as it does a header line: bound the
+            # bytes of chunk framing and trailers that bring no body data.
+            self._fed_without_data = 0 if receiving.received != received else self._fed_without_data + len(data)
+            if self._fed_without_data > self.limits.header_bytes:
+                self._fail(HTTPError(431, "chunk framing or trailers longer than %d bytes" %
+                                     self.limits.header_bytes))
 
     def _fail(self, error: HTTPError) -> None:
         self.broken = True
         self.in_head = False
+        if self._closes and self._receiving is None:
+            # RFC 9112 9.6: nothing after a request that closes the connection is processed, so
+            # llhttp's "data after Connection: close" is no refusal to answer: the bytes are ignored.
+            return
         placeholder = Request()
         placeholder.error = error
         placeholder.keep_alive = False
@@ -200,6 +217,8 @@ class RequestStream:
             raise HTTPError(414, "request target longer than %d bytes" % self.limits.request_line)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if value[-1:] in (b" ", b"\t"):
+            value = value.rstrip(b" \t")  # RFC 9112 5: OWS around a value is not part of it; llhttp keeps the trailing
         if not self.in_head:
             self._header_bytes += len(name) + len(value)  # a trailer: bounded, then dropped
             if self._header_bytes > self.limits.header_bytes:
@@ -227,18 +246,31 @@ class RequestStream:
         if version not in _VERSIONS:
             raise HTTPError(505, "HTTP/%s is not supported" % version)
         hosts = 0
+        codings: list[bytes] = []
         for name, value in self._headers:
             lower = name.lower()
             if lower == b"host":
                 hosts += 1
+                if not _HOST.match(value):
+                    raise HTTPError(400, "invalid Host header %r" % value.decode("latin-1"))
             elif lower == b"content-length":
                 request.content_length = int(value)  # llhttp has checked the digits and duplicates
             elif lower == b"transfer-encoding":
-                request.chunked = True  # llhttp refuses any coding but a final chunked
+                request.chunked = True  # llhttp refuses chunked twice; the codings are checked below
+                codings += [coding.strip().lower() for coding in value.split(b",") if coding.strip()]
             elif lower == b"expect" and value.strip().lower() == b"100-continue" and version == "1.1":
                 request.expect_continue = True
-        if version == "1.1" and hosts != 1:
-            raise HTTPError(400, "an HTTP/1.1 request needs exactly one Host header (has %d)" % hosts)
+        if hosts > 1 or (version == "1.1" and not hosts):
+            # RFC 9112 3.2: required on HTTP/1.1, and never more than one, whatever the version.
+            raise HTTPError(400, "a request needs exactly one Host header on HTTP/1.1, at most one on "
+                            "HTTP/1.0 (has %d)" % hosts)
+        if codings and codings != [b"chunked"]:
+            listed = b", ".join(codings).decode("latin-1")
+            if codings[-1] != b"chunked":
+                # RFC 9112 6.3: the body's length cannot be determined; 400 and close.
+                raise HTTPError(400, "Transfer-Encoding %s does not end with chunked" % listed)
+            # RFC 9112 6.1: a coding the server does not implement (it decodes chunked only).
+            raise HTTPError(501, "Transfer-Encoding %s: only chunked is implemented" % listed)
         if request.chunked and version == "1.0":
             # RFC 9112 6.1: chunked framing on HTTP/1.0 is faulty framing.
             raise HTTPError(400, "Transfer-Encoding on an HTTP/1.0 request")
@@ -262,13 +294,33 @@ class RequestStream:
         request = self._receiving
         if request is not None:
             request.complete = True
+            self._closes = not request.keep_alive
         self._receiving = self._current = None
+
+
+#: RFC 9110 7.2 and RFC 3986 3.2: uri-host [ ":" port ], where uri-host is an IP-literal in
+#: brackets or a reg-name (which covers IPv4); no userinfo, no path.
+_HOST_PART = rb"(?:\[[0-9A-Za-z:._~!$&'()*+,;=-]+\]|[0-9A-Za-z._~%!$&'()*+,;=-]*)"
+_HOST = re.compile(_HOST_PART + rb"(?::[0-9]*)?\Z")
+_AUTHORITY = re.compile(_HOST_PART + rb":[0-9]+\Z")
+
+
+def parse_error(error: Exception, parser: httptools.HttpRequestParser) -> HTTPError:
+    """The refusal for what llhttp refused: 505 for a version it knows the shape of but we don't serve."""
+    reason = str(error) or "malformed request"
+    if reason == "Invalid HTTP version":
+        # llhttp's message for a well-formed HTTP-version other than 0.9, 1.0, 1.1 and 2.0
+        # (HTTP/1.2, HTTP/3.0); a malformed one ("HTTP/1.x") has its own message and stays 400.
+        return HTTPError(505, "the HTTP version is not supported")
+    if parser.get_method() == b"PRI":
+        return HTTPError(505, "HTTP/2 with prior knowledge is not supported")  # the RFC 9113 3.4 preface
+    return HTTPError(400, reason)
 
 
 def check_target(method: str, target: bytes) -> None:
     """RFC 9112 3.2: origin-form, absolute-form, authority-form (CONNECT), asterisk-form (OPTIONS)."""
     if method == "CONNECT":
-        if target.startswith(b"/") or b"/" in target or b":" not in target:
+        if not _AUTHORITY.match(target) or target.startswith(b":"):
             raise HTTPError(400, "CONNECT needs an authority-form target (host:port)")
         return
     if target.startswith(b"/"):
@@ -278,7 +330,12 @@ def check_target(method: str, target: bytes) -> None:
             raise HTTPError(400, "the asterisk-form target is for OPTIONS only")
         return
     lower = target[:8].lower()
-    if lower.startswith(b"http://") or lower.startswith(b"https://"):
+    scheme = 7 if lower.startswith(b"http://") else 8 if lower.startswith(b"https://") else 0
+    if scheme:
+        authority = re.split(rb"[/?#]", target[scheme:], maxsplit=1)[0]
+        # RFC 9110 4.2.1 and 4.2.4: an http(s) URI has a host and no userinfo.
+        if not authority or authority.startswith(b":") or not _HOST.match(authority):
+            raise HTTPError(400, "the absolute-form target has no valid host (or has userinfo)")
         return
     raise HTTPError(400, "request target is not origin-, absolute-, authority- or asterisk-form")
 

@@ -429,7 +429,8 @@ class Channel:
             return b"*" if target == b"*" else b"", b""
         url = http.httptools.parse_url(target)  # absolute-form: its authority replaces Host (RFC 9112 3.2.2)
         if url.host:
-            host = url.host + (b":%d" % url.port if url.port else b"")
+            host = b"[%s]" % url.host if b":" in url.host else url.host  # parse_url drops an IPv6 literal's brackets
+            host += b":%d" % url.port if url.port else b""
             environ["HTTP_HOST"] = host.decode("latin-1")
             request.headers = [(name, value) for name, value in request.headers if name.lower() != b"host"]
         return url.path or b"/", url.query or b""
