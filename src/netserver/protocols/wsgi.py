@@ -373,7 +373,9 @@ class Channel:
             self.sender.send(http.error_response(error, server.server_line, server.date))
         except OSError:
             pass
-        self.client.drain_on_close = False
+        # The close reads away what the client still sends (at most 1 MiB in 0.5 s), so the
+        # refusal is not destroyed by a reset; a client too slow to send its head gets no wait.
+        self.client.drain_on_close = error.status != 408
 
     # ------------------------------------------------------------------ environ
     def _base_environ(self) -> dict[str, Any]:
