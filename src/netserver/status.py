@@ -39,23 +39,26 @@ LEAVING = b"L"
 FREE, BOOTING, IDLE, BUSY, DEQUEUE, LEAVING_STATE = range(6)
 STATE_NAMES = ("free", "booting", "idle", "busy", "dequeue", "leaving")
 
-# pid, state, client port, requests, progress, since (monotonic), client address (text).
-_SLOT = struct.Struct("=iBxHIId46s")
-SLOT_SIZE = 72  # _SLOT.size (70) rounded up to a multiple of 8, so every slot starts aligned
+# pid, state, client port, requests, progress, since (monotonic), client address (text), connections
+# held (an HTTP child holding several).
+_SLOT = struct.Struct("=iBxHIId46sH")
+SLOT_SIZE = 72  # _SLOT.size, a multiple of 8, so every slot starts aligned
 _STATE = struct.Struct("=B")
 _BUSY = struct.Struct("=BxHIId46s")  # state .. client: one write when a connection starts
 _IDLE = struct.Struct("=BxHIId")  # state, port 0, requests, progress, since
 _PROGRESS = struct.Struct("=I")
-_STATE_AT, _REQUESTS_AT, _PROGRESS_AT = 4, 8, 12
+_CONNECTIONS = struct.Struct("=H")
+_STATE_AT, _REQUESTS_AT, _PROGRESS_AT, _CONNECTIONS_AT = 4, 8, 12, 70
 
 
 class Slot:
     """One slot as the parent read it (already bounds-checked)."""
 
-    __slots__ = ("index", "pid", "state", "requests", "progress", "since", "client")
+    __slots__ = ("index", "pid", "state", "requests", "progress", "since", "client", "connections")
 
     def __init__(self, index: int, pid: int, state: int, requests: int, progress: int, since: float,
-                 client: str) -> None:
+                 client: str, connections: int = 0) -> None:
+        self.connections = connections
         self.index = index
         self.pid = pid
         self.state = state
@@ -120,7 +123,7 @@ class Scoreboard:
             self._resize(self.slots * 2)
         self._used.add(free)
         assert self._map is not None
-        _SLOT.pack_into(self._map, free * SLOT_SIZE, pid_hint, BOOTING, 0, 0, 0, time.monotonic(), b"")
+        _SLOT.pack_into(self._map, free * SLOT_SIZE, pid_hint, BOOTING, 0, 0, 0, time.monotonic(), b"", 0)
         return free
 
     def assign(self, index: int, pid: int) -> None:
@@ -140,18 +143,20 @@ class Scoreboard:
     def release(self, index: int) -> None:
         if index in self._used and self._map is not None:
             self._used.discard(index)
-            _SLOT.pack_into(self._map, index * SLOT_SIZE, 0, FREE, 0, 0, 0, 0.0, b"")
+            _SLOT.pack_into(self._map, index * SLOT_SIZE, 0, FREE, 0, 0, 0, 0.0, b"", 0)
 
     def read(self, index: int) -> Slot | None:
         if self._map is None or not 0 <= index < self.slots:
             return None
-        pid, state, port, requests, progress, since, client = _SLOT.unpack_from(self._map, index * SLOT_SIZE)
+        pid, state, port, requests, progress, since, client, connections = _SLOT.unpack_from(
+            self._map, index * SLOT_SIZE)
         if not 0 <= state < len(STATE_NAMES):
             state = -1
         if since != since or since < 0:  # NaN or nonsense from a child we do not trust
             since = 0.0
         address = client.split(b"\0", 1)[0].decode("ascii", "replace") if state == BUSY else ""
-        return Slot(index, pid, state, requests, progress, since, f"{address}:{port}" if address else "")
+        return Slot(index, pid, state, requests, progress, since, f"{address}:{port}" if address else "",
+                    connections)
 
     def reporter(self, index: int) -> Reporter:
         assert self._map is not None
@@ -194,6 +199,27 @@ class Reporter:
         self.progress = (self.progress + 1) & 0xFFFFFFFF
         _PROGRESS.pack_into(self._map, self._offset + _PROGRESS_AT, self.progress)
 
+    def connections(self, count: int) -> None:
+        """How many connections this child holds (an HTTP child holding several)."""
+        _CONNECTIONS.pack_into(self._map, self._offset + _CONNECTIONS_AT, min(count, 0xFFFF))
+
+    def fewest_elsewhere(self) -> int | None:
+        """The fewest connections any other serving child holds, or None if no other serves.
+
+        Read by a child deciding whether to leave a new connection to a less
+        loaded sibling; the figures are advice only (a sibling may have
+        written anything), so a wrong one costs balance, never service.
+        """
+        mapping, mine = self._map, self._offset
+        fewest = None
+        for offset in range(0, len(mapping) - SLOT_SIZE + 1, SLOT_SIZE):
+            if offset == mine or mapping[offset + _STATE_AT] not in (IDLE, BUSY):
+                continue
+            count = _CONNECTIONS.unpack_from(mapping, offset + _CONNECTIONS_AT)[0]
+            if fewest is None or count < fewest:
+                fewest = count
+        return fewest
+
 
 class NullReporter:
     """Where there is no scoreboard (Single, a dequeue child): the same calls, nothing written."""
@@ -208,3 +234,7 @@ class NullReporter:
         self.requests += 1
 
     def tick(self) -> None: ...
+    def connections(self, count: int) -> None: ...
+
+    def fewest_elsewhere(self) -> int | None:
+        return None

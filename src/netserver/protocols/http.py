@@ -53,6 +53,8 @@ class Limits(NamedTuple):
 
 #: The versions served; llhttp also parses 0.9 and 2.0 heads, which get 505.
 _VERSIONS = {"1.1", "1.0"}
+#: The lengths of the header names the server reads itself: host, expect, content-length, transfer-encoding.
+_FRAMING_LENGTHS = frozenset((4, 6, 14, 17))
 
 
 class Request:
@@ -63,23 +65,23 @@ class Request:
     application; ``complete`` is True once the whole message is in.
     """
 
-    __slots__ = ("method", "target", "version", "headers", "keep_alive", "content_length", "chunked",
-                 "expect_continue", "body", "complete", "received", "upgrade", "error", "started")
+    # Class-level defaults: a request sets only what differs, which is most of what creating
+    # one costs on the per-request path.
+    method = ""
+    target = b""
+    version = "1.1"
+    keep_alive = True
+    content_length: int | None = None
+    chunked = False
+    expect_continue = False
+    complete = False
+    received = 0          # body bytes received so far
+    upgrade = False
+    error: HTTPError | None = None  # set on a placeholder for a refused request
 
     def __init__(self) -> None:
-        self.method = ""
-        self.target = b""
-        self.version = "1.1"
         self.headers: list[tuple[bytes, bytes]] = []
-        self.keep_alive = True
-        self.content_length: int | None = None
-        self.chunked = False
-        self.expect_continue = False
         self.body = bytearray()
-        self.complete = False
-        self.received = 0          # body bytes received so far
-        self.upgrade = False
-        self.error: HTTPError | None = None  # set on a placeholder for a refused request
         self.started = time.monotonic()
 
     @property
@@ -248,6 +250,8 @@ class RequestStream:
         hosts = 0
         codings: list[bytes] = []
         for name, value in self._headers:
+            if len(name) not in _FRAMING_LENGTHS:
+                continue  # not host, expect, content-length or transfer-encoding: no lower() needed
             lower = name.lower()
             if lower == b"host":
                 hosts += 1

@@ -39,6 +39,7 @@ import time
 from collections import deque
 from typing import Any
 
+from .. import status
 from . import http
 from .response import AppError, Response
 from .wsgi import Channel
@@ -48,6 +49,11 @@ ERRORS = select.EPOLLERR | select.EPOLLHUP
 #: Response bytes buffered per connection before the application's body iterator is paused.
 OUT_LIMIT = 256 * 1024
 SWEEP = 0.25  # seconds between timeout sweeps
+DEFER = 0.002  # seconds a child holding far more connections than a sibling leaves a new one to it
+#: "Far more": over twice the sibling's count and this many besides.  Balancing tighter than that
+#: costs throughput (measured: a child serving 4 keep-alive connections does them in one wake-up,
+#: four children with one each need four), and the herd of idle children already spreads the rest.
+HOARD_SLACK = 4
 LINGER = 0.5  # seconds a closed connection is read away for, so its last response is not reset
 
 
@@ -180,6 +186,8 @@ class Multiplexer:
         self.listening: dict[int, Any] = {}
         self.watching = False
         self.next_sweep = 0.0
+        self.deferred = 0.0        # until when this child leaves new connections to its siblings
+        self.waited = False        # it has left one once: the next it takes
         for listener in server.listeners:
             listener.sock.setblocking(False)
             self.listening[listener.fileno()] = listener
@@ -187,6 +195,10 @@ class Multiplexer:
         self.poller.register(self.wakeup, select.EPOLLIN)
         self.poller.register(self.death, select.EPOLLIN)
         self.watch_listeners(True)
+
+    def update_listeners(self) -> None:
+        """Watch the listeners exactly while this child should take connections."""
+        self.watch_listeners(bool(self.listening) and not self.deferred and len(self.conns) < self.cap)
 
     def watch_listeners(self, on: bool) -> None:
         if on == self.watching or not self.listening:
@@ -210,7 +222,9 @@ class Multiplexer:
                     self.drain()
                     if not self.conns:
                         return
-                timeout = 0 if self.run_queue else (SWEEP if self.conns else -1)
+                timeout = 0 if self.run_queue else (SWEEP if self.conns or self.deferred else -1)
+                if self.deferred and not self.run_queue:
+                    timeout = max(0.0, min(timeout, self.deferred - time.monotonic()))
                 for fd, events in self.poller.poll(timeout):
                     conn = self.conns.get(fd)
                     if conn is not None:
@@ -224,6 +238,9 @@ class Multiplexer:
                         self.poller.unregister(self.death)
                 self.run_round()
                 now = time.monotonic()
+                if self.deferred and now >= self.deferred:
+                    self.deferred, self.waited = 0.0, True
+                    self.update_listeners()
                 if now >= self.next_sweep:
                     self.next_sweep = now + SWEEP
                     self.sweep(now)
@@ -239,10 +256,23 @@ class Multiplexer:
             self.watch_listeners(False)
             self.listening = {}
             self.server.close_listeners()
+            self.server.status.state(status.LEAVING_STATE)  # siblings no longer count on this child
 
     # ------------------------------------------------------------------ connections
     def accept(self, listener: Any) -> None:
         server = self.server
+        held = len(self.conns)
+        if held and not self.waited:
+            fewest = server.status.fewest_elsewhere()
+            if fewest is not None and held > 2 * fewest + HOARD_SLACK:
+                # A sibling holds fewer: leave it this connection for a moment.  It takes the
+                # connection if it is waiting in epoll (it was woken too); if it is not, this child
+                # takes it when the moment is over.
+                self.deferred = time.monotonic() + DEFER
+                self.update_listeners()
+                return
+        # Having waited once, take it: the sibling may be held up by a long request.
+        self.waited = False
         client = server.accept_from(listener)
         if client is None:
             return
@@ -264,8 +294,9 @@ class Multiplexer:
         conn = MuxConnection(server, client)
         self.conns[conn.fd] = conn
         self.poller.register(conn.fd, IN | OUT | EDGE)
+        server.status.connections(len(self.conns))
         if len(self.conns) >= self.cap:
-            self.watch_listeners(False)
+            self.update_listeners()
         self.read(conn)  # the request often came with the connection: no wait for its edge
 
     def on_event(self, conn: MuxConnection, events: int) -> None:
@@ -365,8 +396,8 @@ class Multiplexer:
         server.post_process_request_hook(client, True)
         server.post_process_request(client)
         server.post_client_connection_hook(client)
-        if self.listening and len(self.conns) < self.cap:
-            self.watch_listeners(True)
+        server.status.connections(len(self.conns))
+        self.update_listeners()
 
     def linger_read(self, conn: MuxConnection) -> None:
         while True:
@@ -462,7 +493,10 @@ class Multiplexer:
             return
         finally:
             server._in_request = False
-            server.status.idle()
+            if server.draining:
+                server.status.state(status.LEAVING_STATE)
+            else:
+                server.status.idle()
         self.pump(conn)
 
     def pump(self, conn: MuxConnection) -> None:

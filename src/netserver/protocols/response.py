@@ -31,6 +31,66 @@ class AppError(Exception):
     """The application broke the WSGI contract (bad status, header, start_response misuse)."""
 
 
+# Header kinds the server acts on; PLAIN is 0 so that the common case tests false.
+PLAIN, LENGTH, CLOSE, DATE, SERVER = range(5)
+#: (name, value) -> (the encoded line, its kind, a Content-Length's value).  An application sends
+#: the same few headers again and again: each is checked and encoded once.  Bounded, since values
+#: that change per response (lengths, ETags, cookies) would otherwise grow it without end.
+_LINES: dict[tuple[str, str], tuple[bytes, int, int]] = {}
+_STATUS_LINES: dict[str, bytes] = {}
+_CACHE_LIMIT = 2048
+
+
+def _status_line(status: Any) -> bytes:
+    if type(status) is not str or not _STATUS.match(status):
+        raise AppError("invalid status %r from the application" % (status,))
+    try:
+        line = b"HTTP/1.1 " + status.encode("latin-1") + b"\r\n"
+    except UnicodeEncodeError:
+        raise AppError("the status must be latin-1 (PEP 3333): %r" % status) from None
+    if len(_STATUS_LINES) < _CACHE_LIMIT:
+        _STATUS_LINES[status] = line
+    return line
+
+
+def _header_line(item: Any) -> tuple[bytes, int, int]:
+    """Check one (name, value) from the application and encode it."""
+    if type(item) is not tuple or len(item) != 2:
+        raise AppError("response header %r is not a (name, value) tuple" % (item,))
+    name, value = item
+    if type(name) is not str or not _TOKEN.match(name):
+        raise AppError("invalid response header name %r" % (name,))
+    if type(value) is not str or _BAD_VALUE.search(value):
+        raise AppError("invalid value for response header %s: %r" % (name, value))
+    lower = name.lower()
+    kind, number = PLAIN, 0
+    if lower == "content-length":
+        if not value.strip().isdigit():
+            raise AppError("invalid Content-Length %r from the application" % value)
+        kind, number = LENGTH, int(value)
+    elif lower == "connection":
+        # The server writes its own Connection field; the application's close is honoured, and a
+        # keep-alive from it is the server's decision anyway.
+        entry = (b"", CLOSE if "close" in value.lower() else PLAIN, 0)
+        if len(_LINES) < _CACHE_LIMIT:
+            _LINES[item] = entry
+        return entry
+    elif lower in _HOP_BY_HOP:
+        raise AppError("the hop-by-hop header %s is the server's to send" % name)
+    elif lower == "date":
+        kind = DATE
+    elif lower == "server":
+        kind = SERVER
+    try:
+        line = b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
+    except UnicodeEncodeError:
+        raise AppError("header values must be latin-1 (PEP 3333): %s: %r" % (name, value)) from None
+    entry = (line, kind, number)
+    if len(_LINES) < _CACHE_LIMIT:
+        _LINES[item] = entry
+    return entry
+
+
 class Sender:
     """What a response writes through: one connection's socket, or a buffer (tests, TLS later)."""
 
@@ -68,7 +128,7 @@ class Response:
     """The response to one request; ``start_response`` and ``write`` are the application's."""
 
     __slots__ = ("request", "sender", "head_line", "status", "code", "headers", "length", "chunked",
-                 "head_sent", "body_sent", "keep_alive", "head_only", "started", "_extra")
+                 "head_sent", "body_sent", "keep_alive", "head_only", "started", "_extra", "_lines", "_app_length")
 
     def __init__(self, request: http.Request, sender: Sender, head_line: bytes, keep_alive: bool) -> None:
         self.request = request
@@ -96,41 +156,33 @@ class Response:
                 exc_info = None  # no reference cycle through the traceback (PEP 3333)
         elif self.started:
             raise AppError("start_response called a second time without exc_info")
-        if type(status) is not str or not _STATUS.match(status):
-            raise AppError("invalid status %r from the application" % (status,))
+        status_line = _STATUS_LINES.get(status) if type(status) is str else None
+        if status_line is None:
+            status_line = _status_line(status)
         if type(headers) is not list:
             raise AppError("response headers must be a list, not %s" % type(headers).__name__)
         length = None
         has_date = has_server = False
+        lines = [status_line]
         for item in headers:
-            if type(item) is not tuple or len(item) != 2:
-                raise AppError("response header %r is not a (name, value) tuple" % (item,))
-            name, value = item
-            if type(name) is not str or not _TOKEN.match(name):
-                raise AppError("invalid response header name %r" % (name,))
-            if type(value) is not str or _BAD_VALUE.search(value):
-                raise AppError("invalid value for response header %s: %r" % (name, value))
-            lower = name.lower()
-            if lower == "content-length":
-                if not value.strip().isdigit():
-                    raise AppError("invalid Content-Length %r from the application" % value)
-                length = int(value)
-            elif lower == "connection":
-                if value.strip().lower() == "close":
+            try:
+                line, kind, value = _LINES[item] if type(item) is tuple else _header_line(item)
+            except (KeyError, TypeError):
+                line, kind, value = _header_line(item)
+            if line:
+                lines.append(line)
+            if kind:
+                if kind == LENGTH:
+                    length = value
+                elif kind == CLOSE:
                     self.keep_alive = False
-            elif lower in _HOP_BY_HOP:
-                raise AppError("the hop-by-hop header %s is the server's to send" % name)
-            elif lower == "date":
-                has_date = True
-            elif lower == "server":
-                has_server = True
-        try:
-            status.encode("latin-1")
-            for _, value in headers:
-                value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise AppError("status and header values must be latin-1 (PEP 3333)") from None
+                elif kind == DATE:
+                    has_date = True
+                else:
+                    has_server = True
         self.status, self.code, self.headers, self.length = status, int(status[:3]), headers, length
+        self._lines = lines
+        self._app_length = length is not None
         self._extra = b"" if not (has_date or has_server) else self._own_lines(has_date, has_server)
         self.started = True
         return self.write
@@ -166,11 +218,8 @@ class Response:
                 self.chunked = not self.head_only
             else:
                 self.keep_alive = False  # HTTP/1.0 with no length: the body ends at the close
-        lines = [b"HTTP/1.1 ", self.status.encode("latin-1"), b"\r\n"]
-        for name, value in self.headers:
-            lines += (name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n")
-        if self.length is not None and not no_body and not any(name.lower() == "content-length"
-                                                               for name, _ in self.headers):
+        lines = self._lines
+        if self.length is not None and not no_body and not self._app_length:
             lines.append(b"Content-Length: %d\r\n" % self.length)
         if self.chunked:
             lines.append(b"Transfer-Encoding: chunked\r\n")

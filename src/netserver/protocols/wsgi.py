@@ -399,18 +399,20 @@ class Channel:
         environ["REQUEST_METHOD"] = request.method
         environ["SERVER_PROTOCOL"] = "HTTP/" + request.version
         environ["RAW_URI"] = target.decode("latin-1")
+        if b"#" in target:
+            target = target.partition(b"#")[0]  # a fragment is the client's, never the server's
         path, _, query = target.partition(b"?")
         if not target.startswith(b"/"):
             path, query = self._other_form(request, environ)
-        path = path.partition(b"#")[0]
         path_info = unquote_to_bytes(path).decode("latin-1") if b"%" in path else path.decode("latin-1")
         script = environ["SCRIPT_NAME"]
         if script and (path_info == script or path_info.startswith(script + "/")):
             path_info = path_info[len(script):]
         environ["PATH_INFO"] = path_info
-        environ["QUERY_STRING"] = query.partition(b"#")[0].decode("latin-1")
+        environ["QUERY_STRING"] = query.decode("latin-1")
+        keys = _ENVIRON_KEYS
         for name, value in request.headers:
-            key = environ_key(name)
+            key = keys.get(name) or environ_key(name)
             if key is None:
                 continue
             if key in environ and key.startswith("HTTP_"):
