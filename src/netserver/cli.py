@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         from .usage import help_text
 
         intro = INTRO.format(names=", ".join(PERSONALITIES), default=DEFAULT_PERSONALITY.personality)
-        print(help_text(cls, "netserver", "[--handler MODULE:ATTR] [--server_type NAME] [--OPTION VALUE ...]",
+        print(help_text(cls, "netserver", "[--handler MODULE:ATTR] [--server_type NAME[,NAME...]] [--OPTION VALUE ...]",
                         intro))
         return 0
     if "--version" in args:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 
-from support import procs
+from support import needs_root, procs
 from support.clients import connect, read_line, talk
 
 
@@ -80,3 +80,11 @@ def test_a_child_that_crashes_is_logged_and_serving_goes_on(serve):
     assert talk(server.addr, b"die\n") == b""
     procs.wait_until(lambda: "exited abnormally: exit status 7" in server.log(), 5, message="the abnormal exit line")
     assert talk(server.addr, b"live\n") == b"live\n"
+
+
+@needs_root
+def test_the_connection_child_drops_privileges_and_the_parent_keeps_them(serve, nstest):
+    server = serve("--server_type", "Fork", "--handler", "echo:Identity", "--user", nstest.pw_name)
+    uid, gid, _ = talk(server.addr, b"").split()
+    assert (int(uid), int(gid)) == (nstest.pw_uid, nstest.pw_gid)
+    assert procs.status_field(server.pid, "Uid").split()[0] == "0"

@@ -204,3 +204,16 @@ def test_term_ends_an_idle_pipe_pair_at_once():
         assert idle.wait(5) == 0 and time.monotonic() - stopped < 3
         idle.stdin.close()
         assert idle.stdout.read() == b""
+
+
+def test_a_unix_stream_socket_on_fd_0_is_a_unix_client():
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        process = subprocess.Popen([*INET, "--handler", "echo:Info", "--deny", ".*"], stdin=theirs, stdout=theirs,
+                                   stderr=subprocess.PIPE, env=ENV)
+        theirs.close()
+        ours.settimeout(10)
+        assert read_line(ours).split() == [b"unix", b"0", b"0"]  # unix sockets are always allowed
+        ours.sendall(b"bye\n")
+        assert process.wait(10) == 0
+        process.stderr.close()
