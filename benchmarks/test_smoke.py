@@ -8,6 +8,7 @@ full run (see README.md); nothing here asserts a performance number.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,31 @@ def test_quick_run_writes_table_and_json(tmp_path):
     table = runs[0].with_suffix(".md").read_text()
     assert "| Python floor | 4 |" in table and "| C floor | 4 |" in table and "| netserver | 4 |" in table
     assert "| Python floor | 4 |" in proc.stdout
+    assert suite_servers() <= before, "servers left running: %s" % (suite_servers() - before)
+
+
+def test_quick_run_of_the_fork_and_inet_peers(tmp_path):
+    before = suite_servers()
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--servers", "netserver-fork,netserver-inet", "--workloads", "1,4,5",
+         "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(sorted(tmp_path.glob("*.json"))[0].read_text())
+    got = {(r["peer"], r["workload"]) for r in data["results"]}
+    inet = ("netserver-inet", "5") if shutil.which("systemd-socket-activate") else None
+    assert got == {("netserver-fork", "1"), ("netserver-fork", "4")} | ({inet} if inet else set()), got
+    for r in data["results"]:
+        assert "error" not in r["metrics"], r
+        if r["workload"] == "1":
+            assert r["metrics"]["requests"] > 0 and r["metrics"]["errors"] == 0, r
+    table = sorted(tmp_path.glob("*.md"))[0].read_text()
+    assert "| netserver Fork | 4 |" in table
+    assert not inet or "| netserver INET |" in table
     assert suite_servers() <= before, "servers left running: %s" % (suite_servers() - before)
 
 

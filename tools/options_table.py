@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from netserver import PreFork, PreForkSimple, Server  # noqa: E402
+from netserver import Fork, PreFork, PreForkSimple, Server  # noqa: E402
 from netserver.options import all_options, option_table  # noqa: E402
 
 BEGIN, END = "<!-- options:begin -->", "<!-- options:end -->"
@@ -48,6 +48,7 @@ def render() -> str:
 
     return "\n\n".join([table(base.values(), "Every personality"), table(prefork_simple, "PreForkSimple (and PreFork)"),
                         table(prefork, "PreFork (in addition; max_servers is a ceiling here)"),
+                        table(Fork.declared_options, "Fork (in addition to every personality's)"),
                         table(HTTP_OPTIONS, "HTTP and WSGI (--app, or the WSGIProtocol mixin)")])
 
 

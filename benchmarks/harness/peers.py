@@ -54,6 +54,11 @@ class Peer:
     multi_listener_variants: tuple[str, ...] = ()
     supports_hup = False
     note = ""  # one line for the README's peer table
+    workloads: tuple[str, ...] = ("1", "2", "3", "4")  # the workloads this peer takes part in
+    # False: no pre-forked pool (Fork): the parent itself waits in the accept path, and children
+    # exist only while they serve, so workload 4 has start-up only.
+    pool = True
+    reference = "perl"  # the peer its "x Perl" ratios divide by (Perl's same personality)
 
     def prepare(self, may_install: bool) -> str | None:
         """Make the peer runnable; None when it is, else why it is skipped."""
@@ -209,6 +214,73 @@ class NetServer(Peer):
         return cmd + (["--once"] if launch.once else [])
 
 
+class ForkPeer(Peer):
+    """A fork-per-connection server (workloads 1 and 4): N is its max_servers; no pool, no HUP figure."""
+
+    max_listeners = 1
+    multi_listener_variants = ()
+    supports_hup = False
+    workloads = ("1", "4")
+    pool = False
+    reference = "perl-fork"
+
+    @staticmethod
+    def fork_args(launch: Launch) -> list[str]:
+        args = ["--port=127.0.0.1:%d" % p for p in launch.ports]
+        args += ["--max_servers=%d" % launch.workers, "--log_level=0", "--listen=1024"]
+        return args + (["--once"] if launch.once else [])
+
+
+class PerlFork(ForkPeer, Perl):
+    name = "perl-fork"
+    label = "Perl Fork"
+    wchan = (SELECT,)
+    note = "Net::Server::Fork (Debian libnet-server-perl): the parent select()s, accepts and forks per connection"
+
+    def command(self, launch: Launch) -> list[str]:
+        return ["perl", str(tools.BENCH_DIR / "servers" / "perl_fork.pl"), *self.fork_args(launch)]
+
+
+class NetServerFork(ForkPeer, NetServer):
+    name = "netserver-fork"
+    label = "netserver Fork"
+    wchan = (EPOLL,)
+    note = "this project's Fork: the parent epoll()s, accepts and forks per connection, at most max_servers"
+
+    def env(self) -> dict[str, str]:
+        return dict(super().env(), NETSERVER_BENCH_PERSONALITY="Fork")
+
+    def command(self, launch: Launch) -> list[str]:
+        return tools.python_command(tools.BENCH_DIR / "servers" / "netserver_echo.py", *self.fork_args(launch))
+
+
+class PerlInet(Perl):
+    """Started per connection by the superserver (workload 5); never on a port of its own."""
+
+    name = "perl-inet"
+    label = "Perl INET"
+    workloads = ("5",)
+    reference = "perl-inet"
+    note = "Net::Server::INET (Debian libnet-server-perl) under systemd-socket-activate --inetd -a"
+
+    def inet_command(self) -> list[str]:
+        return ["perl", str(tools.BENCH_DIR / "servers" / "perl_inet.pl"), "--log_level=0", "--once"]
+
+
+class NetServerInet(NetServer):
+    name = "netserver-inet"
+    label = "netserver INET"
+    workloads = ("5",)
+    reference = "perl-inet"
+    note = "this project's INET under systemd-socket-activate --inetd -a (python -S, as the other Python peers)"
+
+    def env(self) -> dict[str, str]:
+        return dict(super().env(), NETSERVER_BENCH_PERSONALITY="INET")
+
+    def inet_command(self) -> list[str]:
+        return tools.python_command(tools.BENCH_DIR / "servers" / "netserver_echo.py", "--log_level=0", "--once")
+
+
 class NetServerVariant(NetServer):
     """netserver with one memory measure changed (servers/netserver_echo.py, NETSERVER_BENCH_VARIANT)."""
 
@@ -228,7 +300,10 @@ def _variant(variant: str, what: str) -> type[NetServerVariant]:
     return type("NetServer_" + variant.replace("-", "_"), (NetServerVariant,), attrs)
 
 
-PEERS: dict[str, type[Peer]] = {cls.name: cls for cls in (CFloor, PythonFloor, Perl, PyPrefork, NetServer)}
+PEERS: dict[str, type[Peer]] = {
+    cls.name: cls
+    for cls in (CFloor, PythonFloor, Perl, PyPrefork, NetServer, PerlFork, NetServerFork, PerlInet, NetServerInet)
+}
 #: Not run unless named in --servers: each shows the effect of one memory measure.
 VARIANTS: dict[str, type[Peer]] = {
     cls.name: cls

@@ -22,6 +22,12 @@ def label(peer: str) -> str:
     return cls.label if cls else peer
 
 
+def _perl_for(peer: str) -> str:
+    """The Perl peer a row's "x Perl" divides by: Perl's same personality (netserver@REV: PreForkSimple)."""
+    cls = ALL.get(peer)
+    return cls.reference if cls else PERL
+
+
 def _kept(results: list[dict]) -> list[dict]:
     return [r for r in results if not r["discarded"] and "error" not in r["metrics"]]
 
@@ -88,7 +94,7 @@ def summarize(results: list[dict]) -> dict:
         floor_variant = "select" if row["workload"] == "3" else "default"
         for name, ref_key in (
             ("vs_floor", (FLOOR, floor_variant)),
-            ("vs_perl", (PERL, _reference_variant(row["variant"], row["workload"]))),
+            ("vs_perl", (_perl_for(row["peer"]), _reference_variant(row["variant"], row["workload"]))),
         ):
             ref = index.get((row["workload"], row["workers"]) + ref_key)
             if ref is None or not ref["rps"]:
@@ -98,10 +104,10 @@ def summarize(results: list[dict]) -> dict:
             if per:
                 row[name + "_min"], row[name + "_max"] = min(per), max(per)
     for row in rows:
-        if row["workload"] != "4":
+        if row["workload"] not in ("4", "5"):
             continue
         floor = index.get(("4", row["workers"], FLOOR, "default"))
-        perl = index.get(("4", row["workers"], PERL, "default"))
+        perl = index.get((row["workload"], row["workers"], _perl_for(row["peer"]), "default"))
         if floor and row.get("uss_loaded_kib") and floor.get("uss_loaded_kib"):
             row["uss_vs_floor"] = row["uss_loaded_kib"] / floor["uss_loaded_kib"]
         if perl and row.get("startup_ms") and perl.get("startup_ms"):
@@ -140,6 +146,7 @@ def _process_row(ms: list[dict]) -> dict:
     row: dict = {}
     for key, path in (
         ("startup_ms", ("startup_ms",)),
+        ("startup_p90_ms", ("startup_p90_ms",)),
         ("respawn_ms", ("respawn_ms",)),
         ("hup_idle_ms", ("hup_idle_ms",)),
         ("hup_load_ms", ("hup_load_ms",)),
@@ -187,6 +194,7 @@ TITLES = {
     "2": "Workload 2: line echo on persistent connections, clients = N",
     "3": "Workload 3: line echo with two listeners, one request per connection, 50 clients",
     "4": "Workload 4: process figures",
+    "5": "Workload 5: INET, per-connection start-up under systemd-socket-activate --inetd -a",
 }
 
 
@@ -285,6 +293,21 @@ def markdown(summary: dict, meta: dict, notes: list[str], targets: list[dict], f
                     hup_err,
                 )
             )
+        out.append("")
+    inet = [r for r in rows if r["workload"] == "5"]
+    if inet:
+        out += [
+            "## " + TITLES["5"],
+            "",
+            "From connect() to the echoed line, one connection at a time (each a fresh process); "
+            "medians of the repetitions' medians.",
+            "",
+            "| server | ms per connection | p90 ms | x Perl INET |",
+            "|---|---|---|---|",
+        ]
+        for r in inet:
+            out.append("| %s | %s | %s | %s |" % (label(r["peer"]), _spread(r, "startup_ms", "%.1f"),
+                                                  _num(r.get("startup_p90_ms"), "%.1f"), _ratio(r, "startup_vs_perl")))
         out.append("")
     out += import_section(summary.get("imports"))
     checks = client_check(summary)

@@ -88,6 +88,21 @@ def procwatch(
         return {"ok": False, "error": "procwatch said: %r %r" % (proc.stdout, proc.stderr)}
 
 
+def parent_ready(pid: int, wchan: tuple[str, ...], since_ns: int = 0, timeout_s: float = 10.0,
+                 no_children: bool = False) -> dict:
+    """For a peer without a pool (Fork): the parent itself in the accept path, and with no_children
+    (after a load) its connection children gone; procwatch's answer shape."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = time.monotonic_ns()
+        if any(token in procfs.wchan(pid) for token in wchan) and not (no_children and procfs.children_of(pid)):
+            return {"ok": True, "t_ready_ns": now, "elapsed_us": (now - since_ns) / 1000 if since_ns else 0}
+        if time.monotonic() >= deadline:
+            return {"ok": False, "error": "the parent was not in %s within %.0f s (wchan %r)"
+                    % ("/".join(wchan), timeout_s, procfs.wchan(pid))}
+        time.sleep(0.0005)
+
+
 class Server:
     """One running peer: started by start(), stopped by stop()."""
 
@@ -105,7 +120,7 @@ class Server:
         return self.proc.pid
 
     def start(self) -> float:
-        """Exec the server and wait until all N children are in the accept path; ms taken."""
+        """Exec the server and wait until all N children (a Fork parent: itself) are in the accept path; ms taken."""
         cmd = self.peer.command(self.launch)
         log = open(self.log_path, "ab")
         try:
@@ -121,7 +136,10 @@ class Server:
             )
         finally:
             log.close()
-        answer = procwatch(self.pid, self.launch.workers, self.peer.wchan, since_ns=t0, timeout_s=READY_TIMEOUT_S)
+        if self.peer.pool:
+            answer = procwatch(self.pid, self.launch.workers, self.peer.wchan, since_ns=t0, timeout_s=READY_TIMEOUT_S)
+        else:
+            answer = parent_ready(self.pid, self.peer.wchan, since_ns=t0, timeout_s=READY_TIMEOUT_S)
         self.remember_children()
         if not answer.get("ok"):
             raise ServerError(
@@ -134,7 +152,10 @@ class Server:
     def settle(self, timeout_s: float = 5.0) -> dict:
         """Wait until all N children are back in the accept path (after a load
         run some servers replace children); procwatch's answer."""
-        answer = procwatch(self.pid, self.launch.workers, self.peer.wchan, timeout_s=timeout_s)
+        if self.peer.pool:
+            answer = procwatch(self.pid, self.launch.workers, self.peer.wchan, timeout_s=timeout_s)
+        else:
+            answer = parent_ready(self.pid, self.peer.wchan, timeout_s=timeout_s, no_children=True)
         self.remember_children()
         return answer
 

@@ -14,8 +14,13 @@ metric names it records.
 
 from __future__ import annotations
 
+import os
+import select
+import shutil
 import signal
+import socket
 import statistics
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +135,7 @@ class Throughput(Workload):
         cfg = ctx.config
         for workers in cfg.workers:
             units = []
-            for peer in ctx.peers:
+            for peer in (p for p in ctx.peers if self.key in p.workloads):
                 variants = peer.variants(self.listeners)
                 if not variants:
                     ctx.note(
@@ -248,7 +253,7 @@ class ProcessFigures(Workload):
 
     def run(self, ctx: Context) -> None:
         cfg = ctx.config
-        units = [(peer, "default") for peer in ctx.peers]
+        units = [(peer, "default") for peer in ctx.peers if self.key in peer.workloads]
         for workers in cfg.workers:
             for rep in range(cfg.repeat):
                 for peer, variant in rotated(units, rep):
@@ -280,6 +285,8 @@ class ProcessFigures(Workload):
         samples.append(srv.start())
         m["startup_samples_ms"] = samples
         m["startup_ms"] = statistics.median(samples)
+        if not srv.peer.pool:
+            return  # no pool (Fork): no idle children to weigh, kill or replace
         if "memory" in figures:
             m["idle_pids"] = srv.children()
             m["idle"] = mean_memory(m["idle_pids"])
@@ -371,6 +378,94 @@ class ProcessFigures(Workload):
         return out
 
 
+class InetStartup(Workload):
+    """INET: one process per connection, started by a real superserver; connect to echoed line, one at a time.
+
+    Every peer runs under the same superserver (systemd-socket-activate
+    --inetd -a), so what differs is the process's own start-up and its one
+    echo; the connections are sequential, each after the previous process
+    has exited, so no two start-ups overlap.
+    """
+
+    key = "5"
+    title = "INET: per-connection start-up under a superserver"
+    connections = 20
+
+    def run(self, ctx: Context) -> None:
+        cfg = ctx.config
+        peers = [peer for peer in ctx.peers if self.key in peer.workloads]
+        if not peers:
+            return
+        activate = shutil.which("systemd-socket-activate")
+        if activate is None:
+            ctx.note("workload 5 skipped: systemd-socket-activate is not installed (apt-get install -y systemd)")
+            return
+        count = 5 if cfg.quick else self.connections
+        for rep in range(cfg.repeat):
+            for peer in rotated(peers, rep):
+                metrics: dict = {"busy_before_pct": wait_quiet(cfg.quiet_wait_s)}
+                try:
+                    metrics.update(self.measure(peer, activate, count, ctx.log_dir))
+                except ServerError as exc:
+                    metrics["error"] = str(exc)
+                    ctx.note("workload 5: %s: %s" % (peer.name, exc))
+                ctx.record(self.key, 1, peer, "default", rep, metrics)
+
+    def measure(self, peer: Peer, activate: str, count: int, log_dir: Path) -> dict:
+        port = free_ports(1)[0]
+        env = peer.env() or dict(os.environ)
+        cmd = [activate, "--inetd", "-a", "-l", "127.0.0.1:%d" % port]
+        for key in ("PYTHONPATH", "NETSERVER_BENCH_PERSONALITY"):  # it passes on only what -E names
+            if key in env:
+                cmd += ["-E", key]
+        cmd += peer.inet_command()
+        log_path = log_dir / ("%s-inet-%d.log" % (peer.name, port))
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                    start_new_session=True)
+        samples = []
+        try:
+            deadline = time.monotonic() + 10
+            while b"Listening on" not in log_path.read_bytes():
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise ServerError("systemd-socket-activate did not listen: %s" % log_path.read_text()[-300:])
+                time.sleep(0.01)
+            for _ in range(count):
+                samples.append(self.one_connection(port))
+                # The next start-up must not overlap this process's exit.
+                gone = time.monotonic() + 5
+                while procfs.children_of(proc.pid) and time.monotonic() < gone:
+                    time.sleep(0.001)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        ordered = sorted(samples)
+        return {"startup_samples_ms": samples, "startup_ms": statistics.median(samples),
+                "startup_p90_ms": ordered[int(0.9 * (len(ordered) - 1))]}
+
+    @staticmethod
+    def one_connection(port: int) -> float:
+        """ms from connect() to the echoed line, as a client of the service sees its start-up."""
+        started = time.monotonic_ns()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"hello world\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                if not select.select([sock], [], [], 10)[0]:
+                    raise ServerError("no reply within 10 s")
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        if reply != b"hello world\n":
+            raise ServerError("the service answered %r" % reply[:80])
+        return (time.monotonic_ns() - started) / 1e6
+
+
 WORKLOADS: dict[str, type[Workload]] = {
-    cls.key: cls for cls in (EchoPerConnection, EchoPersistent, EchoTwoListeners, ProcessFigures)
+    cls.key: cls for cls in (EchoPerConnection, EchoPersistent, EchoTwoListeners, ProcessFigures, InetStartup)
 }

@@ -8,6 +8,10 @@ package as a user would run it.  ``--once`` is an option this server declares
 the way any netserver user would: echo one line and close (workload 1, as the
 floors and Perl do), instead of echoing lines until the client's EOF.
 
+NETSERVER_BENCH_PERSONALITY names the personality (default PreForkSimple; the
+``netserver-fork`` and ``netserver-inet`` peers set Fork and INET), so every
+netserver peer runs this one handler.
+
 NETSERVER_BENCH_VARIANT (unset for every figure in the tables) selects a
 variant that shows the effect of one memory measure (README, "Memory"):
 
@@ -25,10 +29,13 @@ import gc
 import os
 import sys
 
-from netserver import Option, PreForkSimple
+import netserver
+from netserver import Option
 from netserver.options import boolean
 
 VARIANT = os.environ.get("NETSERVER_BENCH_VARIANT", "")
+# Looked up by name, so that an older commit (netserver@REV) without Fork or INET still runs PreForkSimple.
+BASE = getattr(netserver, os.environ.get("NETSERVER_BENCH_PERSONALITY", "PreForkSimple"))
 APP_MODULES = ("json", "decimal", "email.message", "http.client")
 
 
@@ -49,8 +56,8 @@ elif VARIANT not in ("", "app-in-child", "fork-one-by-one"):
     sys.exit("NETSERVER_BENCH_VARIANT: unknown variant %r" % VARIANT)
 
 
-class Echo(PreForkSimple):
-    declared_options = PreForkSimple.declared_options + (
+class Echo(BASE):
+    declared_options = BASE.declared_options + (
         Option("once", boolean, False, "Echo one line, then close. Default off.", flag=True, metavar="BOOL"),
     )
 

@@ -175,12 +175,13 @@ class AccessPolicy(NamedTuple):
         """Return whether a peer may connect, and the rule that decided it.
 
         ``hostname`` must be forward-confirmed (:func:`confirmed_hostname`) or None.
-        Order: UNIX sockets (``unix``, ``unixdgram``) are always allowed; no rules
+        Order: UNIX sockets (``unix``, ``unixdgram``) and INET's pipes (``pipe``: the
+        superserver on this machine is the peer) are always allowed; no rules
         allows; a deny regex or cidr_deny match denies; an allow regex or cidr_allow
         match allows; anything else is denied.  No I/O: the reason is a string the
         caller may log (and rate-limit) or ignore.
         """
-        if proto.lower().startswith("unix"):
+        if proto.lower().startswith("unix") or proto == "pipe":
             return _UNIX
         if self.empty:
             return _NO_RULES

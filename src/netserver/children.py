@@ -20,7 +20,8 @@ import time
 
 
 class Child:
-    """One forked child.  ``kind`` is 'server', 'dequeue' or 'old' (a previous generation).
+    """One forked child.  ``kind`` is 'server', 'dequeue', 'connection' (Fork: one
+    client) or 'old' (a previous generation).
 
     ``slot`` is its scoreboard slot (-1: none); ``leaving`` is set when it
     said it takes no more work, so its replacement can be forked before it exits.

@@ -16,6 +16,7 @@ a client that never sends a newline costs at most that much memory.
 from __future__ import annotations
 
 import io
+import os
 import select
 import socket
 import struct
@@ -338,3 +339,115 @@ class Datagram:
 
     def close(self) -> None:
         """The listening socket is shared: nothing to close."""
+
+
+class _PipeEnd:
+    """A pipe's read end behind the two socket calls ``_SocketRaw`` makes: ``recv_into`` and SO_RCVTIMEO.
+
+    So a pipe gets the socket path's line timeout, idle points and EOF
+    bookkeeping unchanged.  A pipe has no receive timeout: poll waits for
+    what the "socket option" last said, and a wait that runs out raises
+    BlockingIOError, as the kernel's timeout does.  The poll also watches the
+    process's signal wakeup fd: a stop or HUP that finds the connection idle
+    (``closing``) reads as EOF, as shutting a socket's read side does.
+    """
+
+    def __init__(self, fd: int, timeout: float, wakeup_fd: int = -1) -> None:
+        self.fd = fd
+        self.wait = timeout
+        self.wakeup = wakeup_fd
+        self.closing = False
+        self.raw: _SocketRaw | None = None  # whose ``idle`` says whether closing may end the read
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+        if wakeup_fd >= 0:
+            self._poll.register(wakeup_fd, select.POLLIN)
+
+    def setsockopt(self, level: int, option: int, value: bytes) -> None:
+        whole, micro = struct.unpack("@ll", value)
+        self.wait = whole + micro / 1e6
+
+    def recv_into(self, buffer) -> int:
+        deadline = time.monotonic() + self.wait if self.wait else None
+        while True:
+            if self.closing and self.raw is not None and self.raw.idle:
+                return 0
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise BlockingIOError("the pipe stayed silent for the timeout")
+            ready = {fd for fd, _ in self._poll.poll(None if left is None else left * 1000)}
+            if self.fd in ready:
+                return os.readv(self.fd, [buffer])
+            if self.wakeup in ready:
+                try:
+                    os.read(self.wakeup, 512)  # the handler already acted; only its wake-up is left
+                except BlockingIOError:
+                    pass
+
+
+class PipeWriter(SocketWriter):
+    """Writes everything to a pipe fd within the timeout, or raises TimeoutError."""
+
+    def __init__(self, fd: int, timeout: float) -> None:  # no super(): there is no socket's sendall
+        self._fd = fd
+        self._timeout = timeout
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLOUT)
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        deadline = time.monotonic() + self._timeout if self._timeout else 0.0
+        while view:
+            left = deadline - time.monotonic() if deadline else None
+            if (left is not None and left <= 0) or not self._poll.poll(None if left is None else left * 1000):
+                raise TimeoutError("timed out writing to the client")
+            # Linux reports POLLOUT with a page free: a write of at most that much never blocks.
+            view = view[os.write(self._fd, view[:select.PIPE_BUF]):]
+        return len(data)
+
+
+class PipeConnection:
+    """A client on two fds (INET under a superserver that passes a pipe pair): a ``Connection``'s API.
+
+    ``rfile`` and ``wfile`` keep their contract (``max_line_length``, the
+    timeout, idle points); ``sock`` is None, ``proto`` is 'pipe', and the
+    peer and local names are empty, as for a unix socket.
+    """
+
+    data: bytes | None = None
+    drain_on_close = True
+    proto = "pipe"
+    sock = None
+    peeraddr = peerhost = sockaddr = ""
+    peerport = sockport = 0
+
+    def __init__(self, read_fd: int, write_fd: int, listener, max_line_length: int, timeout: float = 0.0,
+                 wakeup_fd: int = -1) -> None:
+        self.listener = listener
+        self._fds: tuple[int, int] | None = (read_fd, write_fd)
+        self._pipe = _PipeEnd(read_fd, timeout, wakeup_fd)
+        self._raw = self._pipe.raw = _SocketRaw(self._pipe, timeout)  # type: ignore[arg-type]
+        reader = LineReader(self._raw, 16384)
+        reader.max_line_length = max_line_length
+        self.rfile = reader
+        self.wfile = PipeWriter(write_fd, timeout)
+
+    def send(self, data: bytes) -> int:
+        return self.wfile.write(data)
+
+    def close_when_idle(self) -> None:
+        """As Connection's: the wakeup fd ends the poll of an idle read, which then sees EOF."""
+        self.rfile.close_when_idle = True
+        self._pipe.closing = True
+
+    def close(self) -> None:
+        if self._fds is None:
+            return
+        self.wfile.close()
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = None
+
+    def __repr__(self) -> str:
+        return "<PipeConnection>"

@@ -66,7 +66,7 @@ class Target(NamedTuple):
 class Listener:
     """A bound socket and where it listens."""
 
-    __slots__ = ("target", "sock", "inherited", "unix_inode", "family")
+    __slots__ = ("target", "sock", "inherited", "unix_inode", "family", "_bound")
 
     def __init__(self, target: Target, sock: socket.socket, inherited: bool = False,
                  unix_inode: tuple[int, int] | None = None) -> None:
@@ -75,6 +75,7 @@ class Listener:
         self.family = int(target.family)  # a plain int: sock.family builds an enum on every read
         self.inherited = inherited
         self.unix_inode = unix_inode
+        self._bound: tuple[str, int] | None = None  # (address, port), read once: a Fork child closes the socket
 
     def __repr__(self) -> str:
         return f"<Listener {self.target.key}{' inherited' if self.inherited else ''}>"
@@ -90,11 +91,17 @@ class Listener:
     def host(self) -> str:
         if self.proto == "unix":
             return self.target.spec.path
-        return normalise_ip(self.sock.getsockname()[0])
+        return self._name()[0]
 
     @property
     def port(self) -> int:
-        return 0 if self.proto == "unix" else self.sock.getsockname()[1]
+        return 0 if self.proto == "unix" else self._name()[1]
+
+    def _name(self) -> tuple[str, int]:
+        if self._bound is None:
+            name = self.sock.getsockname()
+            self._bound = (normalise_ip(name[0]), name[1])
+        return self._bound
 
     def describe(self) -> str:
         """``tcp:127.0.0.1:8080``, ``tcp::::8080``, ``unix:/run/x.sock:0``: the READY line's form.

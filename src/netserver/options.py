@@ -150,6 +150,14 @@ def signal_names(value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def names(value: Any) -> tuple[str, ...]:
+    """``PreFork,Single`` or ``PreFork Single`` -> ('PreFork', 'Single')."""
+    words = tuple(text(value).replace(",", " ").split())
+    if not words:
+        raise ValueError("names nothing")
+    return words
+
+
 def regex(value: Any) -> str:
     pattern = text(value)
     try:
@@ -200,10 +208,11 @@ BASE_OPTIONS: tuple[Option, ...] = (
            "Read options from this file (key value per line, # comments). "
            "Values given in the constructor, on the command line or to run() win over it.",
            metavar="PATH"),
-    Option("server_type", optional(text), None,
-           "The personality: Single or PreForkSimple. The netserver command builds it (default "
-           "PreForkSimple); a script's class is fixed, and a value naming another personality is refused.",
-           metavar="NAME"),
+    Option("server_type", names, (),
+           "The personality: Single, PreForkSimple, PreFork, Fork or INET. Repeat it or give a comma list "
+           "to name fallbacks: the netserver command uses the first that loads with the handler "
+           "(Net::Server's MultiType; default PreForkSimple). A script's class is fixed: the list must "
+           "name its personality.", multi=True, metavar="NAME"),
     Option("handler", optional(text), None,
            "netserver command only: MODULE:ATTR, a class with process_request(self, client) mixed in "
            "front of the personality, or a Server subclass. Default: the demo line service.",
@@ -338,6 +347,18 @@ PREFORK_OPTIONS: tuple[Option, ...] = (
     Option("max_spawn_per_tick", integer(1), 8,
            "The most children forked in one twentieth of a second, so that a burst cannot fork-bomb the "
            "machine. Default 8.", metavar="N"),
+)
+
+
+_SHARED_WITH_FORK = ("check_for_dead", "graceful_timeout", "leave_children_open_on_hup", "sig_passthrough")
+
+FORK_OPTIONS: tuple[Option, ...] = (
+    Option("max_servers", integer(1), 256,
+           "The most connection children at once. With that many running the parent stops accepting, "
+           "so further clients wait in the kernel's queue (listen) until a child exits. Default 256.",
+           metavar="N"),
+    # The same declarations as PreForkSimple's: one meaning wherever they appear.
+    *(option for option in PREFORK_SIMPLE_OPTIONS if option.name in _SHARED_WITH_FORK),
 )
 
 

@@ -201,12 +201,14 @@ class Server:
         is a mistake to point out, not a wish to ignore.
         """
         cls, options, origins = type(self), self.options, self.option_origins
-        if options.server_type is not None:
-            wanted = options.server_type.lower().removeprefix("net::server::")
+        if options.server_type:
+            # A list is Net::Server's MultiType: the first that loads.  This class is fixed, so
+            # it is the one that loaded, and the list must name it.
+            wanted = {name.lower().removeprefix("net::server::") for name in options.server_type}
             mine = {klass.personality.lower() for klass in cls.__mro__
                     if "personality" in vars(klass) and klass is not Server}
-            if wanted not in mine:
-                raise ConfigError("server_type", options.server_type, origins["server_type"],
+            if not wanted & mine:
+                raise ConfigError("server_type", ",".join(options.server_type), origins["server_type"],
                                   f"names another personality than this server's: {cls.__name__} is a "
                                   f"{cls.personality}")
         if options.handler is not None and options.handler != getattr(cls, "handler_spec", None):
@@ -569,7 +571,7 @@ class Server:
 
     @staticmethod
     def _peer(client: Connection | Datagram) -> str:
-        if client.proto == "unix":
+        if client.proto in ("unix", "pipe"):
             return client.listener.display()
         return listen.display_address(client.peeraddr, client.peerport)
 
@@ -577,7 +579,7 @@ class Server:
         """Per-connection setup before anything reads from the client."""
 
     def get_client_info(self, client: Connection | Datagram) -> None:
-        if self.options.reverse_lookups and client.proto != "unix":
+        if self.options.reverse_lookups and client.proto not in ("unix", "pipe"):
             name = confirmed_hostname(client.peeraddr, self.resolver, self.log)
             client.peerhost = name or client.peeraddr
         if self.log.level >= 3:

@@ -9,9 +9,11 @@ previous generation's grace) a timer on the same loop.
 A personality decides the pool, not the mechanics: ``initial_pool_size()``
 (read from the options at start, so a HUP, which re-execs, resets it),
 ``want_more()`` (how many server children to fork now), ``retire_one()``
-(TTOU), ``child_main(kind, ready_write)`` (what a child runs) and
+(TTOU), ``child_main(kind, ready_write, client)`` (what a child runs) and
 ``start_timers()`` (its own periodic work).  ``self.pool_size`` is runtime
-state the personality may move (TTIN/TTOU).
+state the personality may move (TTIN/TTOU).  A child forked for one
+connection (Fork) gets it from ``spawn(kind, client=...)``: the parent
+accepted it and closes its own copy; the child closes the listeners at once.
 
 A child reports READY on its pipe when it enters its loop and LEAVING when
 it stops taking work (status.py); one that exits before READY is a boot
@@ -32,6 +34,7 @@ from . import daemon, restart, serialize, status
 from .children import Child, ChildTable, describe_status
 from .errors import BootFailure
 from .events import Timer
+from .listeners import Listener
 from .server import Server, StopServer
 from .signals import HANDLED, IGNORED, STOP_TOO, block, restore, signal_name
 
@@ -91,15 +94,21 @@ class Supervisor(Server):
     def start_timers(self) -> None:
         """A personality's periodic work, scheduled on ``self.events``."""
 
-    def child_main(self, kind: str, ready_write: int) -> None:
+    def child_main(self, kind: str, ready_write: int, client: Any = None) -> None:
         raise NotImplementedError("a personality says what its children run")
 
     # ------------------------------------------------------------ start-up
+    def post_configure(self) -> None:
+        super().post_configure()
+        names = getattr(self.options, "sig_passthrough", ())  # declared by every forking personality
+        self.passthrough = tuple(dict.fromkeys(getattr(signal, "SIG" + name) for name in names))
+
     def make_lock(self) -> serialize.AcceptLock:
         """The accept lock, made the same way at start-up and after a failed HUP re-exec."""
         identity = self.identity
         owner = (identity.uid, identity.gid) if identity and not identity.is_current() else None
-        lock = serialize.make_lock(self.serialize_kind(), lock_file=self.options.lock_file, owner=owner,
+        lock_file = getattr(self.options, "lock_file", None)  # declared where a lock can be chosen
+        lock = serialize.make_lock(self.serialize_kind(), lock_file=lock_file, owner=owner,
                                    log=self.log, log_level=self.options.log_level)
         lock.prepare()
         return lock
@@ -189,8 +198,12 @@ class Supervisor(Server):
             self.children.signal(signal.SIGKILL, "old")
 
     # ------------------------------------------------------------ forking
-    def spawn(self, kind: str, count: int = 1) -> bool:
+    def spawn(self, kind: str, count: int = 1, client: Any = None) -> bool:
         """Fork ``count`` children of ``kind`` in one burst; False if a fork failed.
+
+        ``client`` (one child): what it serves, accepted by the parent (a
+        Connection, whose socket the parent closes once forked) or a UDP
+        Listener the child receives one datagram from.
 
         The bookkeeping waits until every fork is done.  On CPython every
         page the parent writes after a fork is copied, and the child keeps
@@ -223,9 +236,11 @@ class Supervisor(Server):
                 failure = error
                 break
             if pid == 0:
-                self._become_child(kind, pipes, ready_write, reporter)
+                self._become_child(kind, pipes, ready_write, reporter, client)
             forked.append(pid)
         restore(mask)
+        if client is not None and not isinstance(client, Listener):
+            client.sock.close()  # the child has it (or the fork failed): the parent never reads a client byte
         for pid, (ready_read, ready_write), slot in zip(forked, pipes, slots, strict=False):
             child = Child(pid, kind, ready_read, slot=slot)
             self.children.add(child)
@@ -254,7 +269,7 @@ class Supervisor(Server):
         self._backoff = self.events.call_later(delay, self.top_up)
 
     def _become_child(self, kind: str, pipes: list[tuple[int, int]], ready_write: int,
-                      reporter: status.Reporter) -> None:
+                      reporter: status.Reporter, client: Any) -> None:
         """In a new child: run it, then leave the process; never returns."""
         exit_status = 1
         try:
@@ -262,7 +277,7 @@ class Supervisor(Server):
                 for fd in pair:
                     if fd >= 0 and fd != ready_write:
                         os.close(fd)
-            exit_status = self.run_child(kind, ready_write, reporter)
+            exit_status = self.run_child(kind, ready_write, reporter, client)
         except SystemExit as leaving:
             code = leaving.code
             exit_status = code if isinstance(code, int) else (0 if code is None else 1)
@@ -271,7 +286,7 @@ class Supervisor(Server):
         finally:
             os._exit(exit_status)
 
-    def run_child(self, kind: str, ready_write: int, reporter: status.Reporter) -> int:
+    def run_child(self, kind: str, ready_write: int, reporter: status.Reporter, client: Any = None) -> int:
         """Everything a child does before and after its personality's work; the caller os._exits."""
         self.is_child = True
         self.is_dequeue = kind == "dequeue"
@@ -283,6 +298,12 @@ class Supervisor(Server):
                 pass
         self._parent_fds = set()
         self.ready_fds = []
+        if client is not None:
+            # A child forked for one connection never accepts: the listeners stay the parent's
+            # (a UDP child keeps the one its datagram waits on, to receive and answer it).
+            for listener in self.listeners:
+                if listener is not client:
+                    listener.close()
         # self.events and self.children stay as the parent left them, unused here: emptying
         # them would touch every object they hold, and each page written is a page this
         # child no longer shares (about 70 KiB per child, measured).  The epoll fd was closed
@@ -305,7 +326,7 @@ class Supervisor(Server):
         restore(set())
         try:
             self.child_init_hook()
-            self.child_main(kind, ready_write)
+            self.child_main(kind, ready_write, client)
         except StopServer:
             pass
         finally:
@@ -378,7 +399,7 @@ class Supervisor(Server):
             self._parent_fds.discard(self._old_death_write)
             self._old_death_write = -1
         if child.kind != "server" or child.booted or self.stopping:
-            if exit_status and child.kind == "server" and not self.stopping:
+            if exit_status and child.kind in ("server", "connection") and not self.stopping:
                 self.log(1, "Child %d exited abnormally: %s", child.pid, describe_status(exit_status))
             return
         self._boot_failures += 1
@@ -447,7 +468,7 @@ class Supervisor(Server):
     def dispatch_signals(self) -> None:
         for signum in self.signals.take():
             if signum in self.passthrough:
-                self.children.signal(signum, "server", "dequeue")
+                self.children.signal(signum, "server", "dequeue", "connection")
             self.dispatch_signal(signum)
 
     def stop_children(self) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from .fork import Fork
+from .inet import INET
 from .prefork import PreFork
 from .prefork_simple import PreForkSimple
 from .single import Single
 
-PERSONALITIES = {"Single": Single, "PreForkSimple": PreForkSimple, "PreFork": PreFork}
+PERSONALITIES = {"Single": Single, "PreForkSimple": PreForkSimple, "PreFork": PreFork, "Fork": Fork, "INET": INET}
 
 
 def find(name: str):

@@ -27,7 +27,7 @@ from .. import serialize, status
 class PreForkChild:
     """Mixin for the pre-forking personalities: everything that runs in a child process."""
 
-    def child_main(self, kind: str, ready_write: int) -> None:
+    def child_main(self, kind: str, ready_write: int, client: object = None) -> None:
         if self.is_dequeue:
             self.dequeue()
             return

@@ -9,8 +9,6 @@ seconds when ``dequeue()`` is overridden.
 
 from __future__ import annotations
 
-import signal
-
 from ..errors import ConfigError
 from ..options import PREFORK_SIMPLE_OPTIONS
 from ..supervisor import Supervisor
@@ -40,7 +38,6 @@ class PreForkSimple(PreForkChild, Supervisor):
     def post_configure(self) -> None:
         super().post_configure()
         options = self.options
-        self.passthrough = tuple(dict.fromkeys(getattr(signal, "SIG" + name) for name in options.sig_passthrough))
         if options.check_for_dequeue is not None and not self._has_dequeue():
             raise ConfigError("check_for_dequeue", options.check_for_dequeue,
                               self.option_origins["check_for_dequeue"],
