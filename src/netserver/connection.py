@@ -436,6 +436,11 @@ class PipeConnection:
     def send(self, data: bytes) -> int:
         return self.wfile.write(data)
 
+    @property
+    def closing(self) -> bool:
+        """A graceful stop or a HUP asked this connection to end at its next idle point."""
+        return self.rfile.close_when_idle
+
     def close_when_idle(self) -> None:
         """As Connection's: the wakeup fd ends the poll of an idle read, which then sees EOF."""
         self.rfile.close_when_idle = True

@@ -92,11 +92,12 @@ def _header_line(item: Any) -> tuple[bytes, int, int]:
 
 
 class Sender:
-    """What a response writes through: one connection's socket, or a buffer (tests, TLS later)."""
+    """What a response writes through: one connection's socket, or (``sock`` None) a writer such as
+    the output pipe of an INET connection, which gets no sendfile."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket | None, write: Any = None) -> None:
         self.sock = sock
-        self._sendall = sock.sendall
+        self._sendall = sock.sendall if sock is not None else write
         self.sent = 0
 
     def send(self, data: bytes) -> None:

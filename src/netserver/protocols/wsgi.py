@@ -211,7 +211,8 @@ class Channel:
         self.client = client
         self.sock: socket.socket = client.sock
         self.stream = http.RequestStream(server.http_limits)
-        self.sender = Sender(self.sock)
+        # A pipe pair (INET under a superserver that passes pipes) has no socket: its reader and writer.
+        self.sender = Sender(self.sock) if self.sock is not None else Sender(None, client.wfile.write)
         options = server.options
         self.keepalive = options.keepalive_timeout
         self.header_timeout = options.timeout_header
@@ -269,6 +270,11 @@ class Channel:
 
     def receive(self, wait: float) -> bytes | None:
         """One recv of up to 64 KiB within ``wait`` seconds (0: no limit); None if the time ran out."""
+        if self.sock is None:
+            try:
+                return self.client.rfile.read1(65536)  # the pipe's own timeout (timeout) applies
+            except TimeoutError:
+                return None
         if wait != self._waits:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(wait) if wait else FOREVER)
             self._waits = wait
@@ -301,7 +307,7 @@ class Channel:
         """Run the application for one request; True if the connection may go on."""
         server = self.server
         keep = request.keep_alive and self.keepalive > 0 and not server.draining and not self.client.closing
-        limit = server.options.max_requests
+        limit = getattr(server.options, "max_requests", 0)  # only the pre-forking personalities recycle
         if limit and server.requests >= limit:
             keep = False
         response = Response(request, self.sender, server.date.line() + server.server_line, keep)
@@ -380,7 +386,7 @@ class Channel:
     # ------------------------------------------------------------------ environ
     def _base_environ(self) -> dict[str, Any]:
         client, server = self.client, self.server
-        if client.proto == "unix":
+        if client.proto in ("unix", "pipe"):
             name, port, remote, remote_port = "localhost", "", "", ""
         else:
             name, port = client.sockaddr, str(client.sockport)
