@@ -337,6 +337,9 @@ PREFORK_OPTIONS: tuple[Option, ...] = (
     Option("max_spawn_per_tick", integer(1), 8,
            "The most children forked in one twentieth of a second, so that a burst cannot fork-bomb the "
            "machine. Default 8.", metavar="N"),
+    Option("child_communication", boolean, False,
+           "Give each child a socketpair to the parent: the child writes to self.parent_sock, and the "
+           "parent calls child_is_talking_hook(sock) with what it read. Default off.", flag=True, metavar="BOOL"),
 )
 
 

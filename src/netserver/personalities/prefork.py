@@ -33,6 +33,11 @@ class PreFork(PreForkSimple):
     both by one; a HUP restores the configured ones), ``min_spare`` and
     ``max_spare``.  Everything else (hooks, signals, the stop table, HUP,
     serialization, dequeue) is PreForkSimple's.
+
+    With ``child_communication``: ``self.parent_sock`` (CHILD) is the
+    child's end of its socketpair to the parent, and the hook
+    ``child_is_talking_hook(sock)`` (PARENT) is called with a
+    ``talk.ChildSocket`` when a child wrote to it (see talk.py).
     """
 
     personality = "PreFork"
