@@ -15,8 +15,8 @@ a request, and the parent races them).  Without those wake-ups the parent
 learns of a burst at its next pool check, every POOL_TICK; while the pool
 grows it checks every GROWTH_TICK, so covering a burst of 30 connections
 takes about as long as Perl's event-driven parent (fork and boot bound,
-benchmarks workload 5).  A full pool (always, when min_servers =
-max_servers) reads nothing.  Defaults are derived so that any
+benchmarks workload 5).  A full pool reads nothing, and a pinned one
+(min_servers = max_servers) is not polled at all.  Defaults are derived so that any
 ``max_servers`` starts (Perl's die with ``max_servers 2``); an explicit set
 that cannot hold exits 2 naming both options.
 """
@@ -59,6 +59,7 @@ class PreFork(PreForkSimple):
 
     pool_min = pool_max = min_spare = max_spare = 0
     _spawn_budget = 0
+    _budget_since = 0.0  # when the budget was last refilled (monotonic)
     _growing = False  # a growth check is scheduled
     _queues: tuple[socket.socket, ...] = ()  # the TCP listeners, whose accept queues the checks read
 
@@ -76,7 +77,11 @@ class PreFork(PreForkSimple):
         self._queues = tuple(listener.sock for listener in self.listeners
                              if listener.family in (socket.AF_INET, socket.AF_INET6)
                              and listener.sock.type == socket.SOCK_STREAM)
-        self.events.call_every(POOL_TICK, self._refill_spawn_budget)
+        self._budget_since = time.monotonic()
+        if self.pool_min < self.pool_max:
+            # A pool that can grow polls for load; a pinned one (TTIN/TTOU move both sizes, so it
+            # stays pinned) only replaces children, on the events that report them: no ticks.
+            self.events.call_every(POOL_TICK, self._refill_spawn_budget)
         self.events.call_every(self.options.check_for_waiting, self._retire_spares)
         self.events.call_every(self.options.check_for_spawn, self.check_for_dead)  # Perl's recount
 
@@ -117,6 +122,8 @@ class PreFork(PreForkSimple):
         # checks rather than min_spare_servers at a time.
         queued = self._queued()
         wanted = max(self.pool_min - serving, self.min_spare - spare + queued)
+        if time.monotonic() - self._budget_since >= GROWTH_TICK:
+            self._refill_spawn_budget()  # replacements between ticks, and a pinned pool, which has none
         wanted = min(wanted, self.pool_max - total, self._spawn_budget)
         if (wanted > 0 or queued) and not self._growing:
             # Growing: check again soon, while connections wait or a check forks (the
@@ -134,6 +141,7 @@ class PreFork(PreForkSimple):
 
     def _refill_spawn_budget(self) -> None:
         self._spawn_budget = self.options.max_spawn_per_tick  # top_up runs right after this
+        self._budget_since = time.monotonic()
 
     def _retire_spares(self) -> None:
         if self.stopping:
