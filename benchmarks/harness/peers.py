@@ -39,7 +39,7 @@ class Launch:
 
     ports: tuple[int, ...]
     workers: int
-    variant: str  # "default", or a serialize mode: "flock", "semaphore", "pipe", "select"
+    variant: str  # "default", a serialize mode ("flock", "semaphore", "pipe", "select"), or "growth"
     once: bool  # the workload sends one request per connection
 
 
@@ -54,6 +54,8 @@ class Peer:
     multi_listener_variants: tuple[str, ...] = ()
     supports_hup = False
     note = ""  # one line for the README's peer table
+    perl_peer = "perl"  # the Perl peer its "x Perl" ratio divides by: the same process model
+    grows = False  # a dynamic pool: runs the growth workload (variant "growth")
 
     def prepare(self, may_install: bool) -> str | None:
         """Make the peer runnable; None when it is, else why it is skipped."""
@@ -138,6 +140,39 @@ class Perl(Peer):
         return cmd + (["--once"] if launch.once else [])
 
 
+# The growth workload: the pool starts at GROWTH_FROM children (Launch.workers, so readiness
+# waits for them) and must cover GROWTH_TO held connections; both PreForks get these settings.
+GROWTH_FROM, GROWTH_TO = 2, 32
+GROWTH_SPARES = (2, 10)  # min_spare_servers, max_spare_servers (Net::Server's defaults)
+
+
+def pool_args(launch: Launch) -> list[str]:
+    """PreFork's pool options: pinned to N (min = max = N; spares can move nothing), or the growth settings."""
+    if launch.variant == "growth":
+        sizes = (launch.workers, GROWTH_TO) + GROWTH_SPARES
+    else:
+        sizes = (launch.workers, launch.workers, 1, max(1, launch.workers - 1))
+    names = ("min_servers", "max_servers", "min_spare_servers", "max_spare_servers")
+    return ["--%s=%d" % pair for pair in zip(names, sizes, strict=True)]
+
+
+class PerlPreFork(Perl):
+    name = "perl-prefork"
+    label = "Perl PreFork"
+    perl_peer = "perl-prefork"
+    grows = True
+    note = (
+        "Net::Server::PreFork (the same Debian package), servers/perl_preforksimple.pl --personality=PreFork; "
+        "throughput with the pool pinned (min_servers = max_servers = N)"
+    )
+
+    def command(self, launch: Launch) -> list[str]:
+        cmd = super().command(Launch(launch.ports, launch.workers, "default" if launch.variant == "growth"
+                                     else launch.variant, launch.once))
+        cmd = [arg for arg in cmd if not arg.startswith("--max_servers=")]
+        return cmd[:2] + ["--personality=PreFork"] + cmd[2:] + pool_args(launch)
+
+
 class PyPrefork(Peer):
     name = "py-prefork"
     label = "py-prefork-server"
@@ -204,9 +239,28 @@ class NetServer(Peer):
     def command(self, launch: Launch) -> list[str]:
         cmd = tools.python_command(tools.BENCH_DIR / "servers" / "netserver_echo.py")
         cmd += ["--port=127.0.0.1:%d" % p for p in launch.ports]
-        cmd += ["--max_servers=%d" % launch.workers, "--max_requests=0", "--log_level=0"]
-        cmd.append("--serialize=%s" % ("auto" if launch.variant == "default" else launch.variant))
+        cmd += self.pool_args(launch) + ["--max_requests=0", "--log_level=0"]
+        cmd.append("--serialize=%s" % ("auto" if launch.variant in ("default", "growth") else launch.variant))
         return cmd + (["--once"] if launch.once else [])
+
+    def pool_args(self, launch: Launch) -> list[str]:
+        return ["--max_servers=%d" % launch.workers]
+
+
+class NetServerPreFork(NetServer):
+    """netserver's PreFork: the same script and handler on PreFork (NETSERVER_BENCH_PERSONALITY)."""
+
+    name = "netserver-prefork"
+    label = "netserver PreFork"
+    perl_peer = "perl-prefork"
+    grows = True
+    note = "this project's PreFork, the same handler; throughput with the pool pinned (min_servers = max_servers = N)"
+
+    def env(self) -> dict[str, str]:
+        return dict(super().env(), NETSERVER_BENCH_PERSONALITY="PreFork")
+
+    def pool_args(self, launch: Launch) -> list[str]:
+        return pool_args(launch)
 
 
 class NetServerVariant(NetServer):
@@ -228,7 +282,9 @@ def _variant(variant: str, what: str) -> type[NetServerVariant]:
     return type("NetServer_" + variant.replace("-", "_"), (NetServerVariant,), attrs)
 
 
-PEERS: dict[str, type[Peer]] = {cls.name: cls for cls in (CFloor, PythonFloor, Perl, PyPrefork, NetServer)}
+PEERS: dict[str, type[Peer]] = {
+    cls.name: cls for cls in (CFloor, PythonFloor, Perl, PerlPreFork, PyPrefork, NetServer, NetServerPreFork)
+}
 #: Not run unless named in --servers: each shows the effect of one memory measure.
 VARIANTS: dict[str, type[Peer]] = {
     cls.name: cls

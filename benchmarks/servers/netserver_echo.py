@@ -1,4 +1,4 @@
-"""netserver's PreForkSimple as a line-echo server, driven by its own options.
+"""netserver's PreForkSimple (or PreFork) as a line-echo server, driven by its own options.
 
     python netserver_echo.py --port=127.0.0.1:P [--port=127.0.0.1:P2] \
         --max_servers=N --max_requests=0 --serialize=auto --log_level=0 [--once] [--ready_fd=FD]
@@ -7,6 +7,10 @@ Every argument is handed to netserver unchanged, so this measures the
 package as a user would run it.  ``--once`` is an option this server declares
 the way any netserver user would: echo one line and close (workload 1, as the
 floors and Perl do), instead of echoing lines until the client's EOF.
+
+NETSERVER_BENCH_PERSONALITY=PreFork runs the same handler on PreFork (the
+``netserver-prefork`` peer, with its pool options on the command line);
+unset, it is PreForkSimple, so an older commit without PreFork still runs.
 
 NETSERVER_BENCH_VARIANT (unset for every figure in the tables) selects a
 variant that shows the effect of one memory measure (README, "Memory"):
@@ -29,6 +33,7 @@ from netserver import Option, PreForkSimple
 from netserver.options import boolean
 
 VARIANT = os.environ.get("NETSERVER_BENCH_VARIANT", "")
+PERSONALITY = os.environ.get("NETSERVER_BENCH_PERSONALITY", "PreForkSimple")
 APP_MODULES = ("json", "decimal", "email.message", "http.client")
 
 
@@ -48,9 +53,16 @@ elif VARIANT == "app-in-parent":
 elif VARIANT not in ("", "app-in-child", "fork-one-by-one"):
     sys.exit("NETSERVER_BENCH_VARIANT: unknown variant %r" % VARIANT)
 
+if PERSONALITY == "PreFork":
+    from netserver import PreFork as Base
+elif PERSONALITY == "PreForkSimple":
+    Base = PreForkSimple
+else:
+    sys.exit("NETSERVER_BENCH_PERSONALITY: %r is not PreForkSimple or PreFork" % PERSONALITY)
 
-class Echo(PreForkSimple):
-    declared_options = PreForkSimple.declared_options + (
+
+class Echo(Base):
+    declared_options = Base.declared_options + (
         Option("once", boolean, False, "Echo one line, then close. Default off.", flag=True, metavar="BOOL"),
     )
 
