@@ -1,6 +1,6 @@
 """Run netserver's benchmark suite: netserver side by side with its peers.
 
-    python benchmarks/run.py [--quick] [--workloads 1,2,3,4,5] [--servers ...]
+    python benchmarks/run.py [--quick] [--workloads 1,2,3,4,5,6] [--servers ...]
                              [--repeat 3] [--duration S] [--out benchmarks/results]
 
 Writes <out>/<timestamp>.json (raw results, one record per measurement),
@@ -49,7 +49,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument(
         "--workloads",
         default=None,
-        help="Comma-separated workload keys among 1,2,3,4,5 (default: all; with --quick: 1,4).",
+        help="Comma-separated workload keys among 1,2,3,4,5,6 (default: all; with --quick: 1,4).",
     )
     ap.add_argument(
         "--servers",
@@ -103,7 +103,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="Measure nothing: rebuild the table, targets and plot of a saved run next to its JSON.",
     )
     args = ap.parse_args(argv)
-    args.workloads = args.workloads or ("1,4" if args.quick else "1,2,3,4,5")
+    args.workloads = args.workloads or ("1,4" if args.quick else "1,2,3,4,5,6")
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.duration = args.duration or (1.0 if args.quick else 5.0)
     args.workers = args.workers or ("4" if args.quick else "4,32")

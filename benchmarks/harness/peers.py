@@ -39,7 +39,7 @@ class Launch:
 
     ports: tuple[int, ...]
     workers: int
-    variant: str  # "default", or a serialize mode: "flock", "semaphore", "pipe", "select"
+    variant: str  # "default", a serialize mode ("flock", "semaphore", "pipe", "select"), or "growth"
     once: bool  # the workload sends one request per connection
 
 
@@ -58,7 +58,8 @@ class Peer:
     # False: no pre-forked pool (Fork): the parent itself waits in the accept path, and children
     # exist only while they serve, so workload 4 has start-up only.
     pool = True
-    reference = "perl"  # the peer its "x Perl" ratios divide by (Perl's same personality)
+    perl_peer = "perl"  # the Perl peer its "x Perl" ratio divides by: the same process model
+    grows = False  # a dynamic pool: runs the growth workload (workload 6)
 
     def prepare(self, may_install: bool) -> str | None:
         """Make the peer runnable; None when it is, else why it is skipped."""
@@ -143,6 +144,39 @@ class Perl(Peer):
         return cmd + (["--once"] if launch.once else [])
 
 
+# The growth workload: the pool starts at GROWTH_FROM children (Launch.workers, so readiness
+# waits for them) and must cover GROWTH_TO held connections; both PreForks get these settings.
+GROWTH_FROM, GROWTH_TO = 2, 32
+GROWTH_SPARES = (2, 10)  # min_spare_servers, max_spare_servers (Net::Server's defaults)
+
+
+def pool_args(launch: Launch) -> list[str]:
+    """PreFork's pool options: pinned to N (min = max = N; spares can move nothing), or the growth settings."""
+    if launch.variant == "growth":
+        sizes = (launch.workers, GROWTH_TO) + GROWTH_SPARES
+    else:
+        sizes = (launch.workers, launch.workers, 1, max(1, launch.workers - 1))
+    names = ("min_servers", "max_servers", "min_spare_servers", "max_spare_servers")
+    return ["--%s=%d" % pair for pair in zip(names, sizes, strict=True)]
+
+
+class PerlPreFork(Perl):
+    name = "perl-prefork"
+    label = "Perl PreFork"
+    perl_peer = "perl-prefork"
+    grows = True
+    note = (
+        "Net::Server::PreFork (the same Debian package), servers/perl_preforksimple.pl --personality=PreFork; "
+        "throughput with the pool pinned (min_servers = max_servers = N)"
+    )
+
+    def command(self, launch: Launch) -> list[str]:
+        cmd = super().command(Launch(launch.ports, launch.workers, "default" if launch.variant == "growth"
+                                     else launch.variant, launch.once))
+        cmd = [arg for arg in cmd if not arg.startswith("--max_servers=")]
+        return cmd[:2] + ["--personality=PreFork"] + cmd[2:] + pool_args(launch)
+
+
 class PyPrefork(Peer):
     name = "py-prefork"
     label = "py-prefork-server"
@@ -209,9 +243,28 @@ class NetServer(Peer):
     def command(self, launch: Launch) -> list[str]:
         cmd = tools.python_command(tools.BENCH_DIR / "servers" / "netserver_echo.py")
         cmd += ["--port=127.0.0.1:%d" % p for p in launch.ports]
-        cmd += ["--max_servers=%d" % launch.workers, "--max_requests=0", "--log_level=0"]
-        cmd.append("--serialize=%s" % ("auto" if launch.variant == "default" else launch.variant))
+        cmd += self.pool_args(launch) + ["--max_requests=0", "--log_level=0"]
+        cmd.append("--serialize=%s" % ("auto" if launch.variant in ("default", "growth") else launch.variant))
         return cmd + (["--once"] if launch.once else [])
+
+    def pool_args(self, launch: Launch) -> list[str]:
+        return ["--max_servers=%d" % launch.workers]
+
+
+class NetServerPreFork(NetServer):
+    """netserver's PreFork: the same script and handler on PreFork (NETSERVER_BENCH_PERSONALITY)."""
+
+    name = "netserver-prefork"
+    label = "netserver PreFork"
+    perl_peer = "perl-prefork"
+    grows = True
+    note = "this project's PreFork, the same handler; throughput with the pool pinned (min_servers = max_servers = N)"
+
+    def env(self) -> dict[str, str]:
+        return dict(super().env(), NETSERVER_BENCH_PERSONALITY="PreFork")
+
+    def pool_args(self, launch: Launch) -> list[str]:
+        return pool_args(launch)
 
 
 class ForkPeer(Peer):
@@ -222,7 +275,7 @@ class ForkPeer(Peer):
     supports_hup = False
     workloads = ("1", "4")
     pool = False
-    reference = "perl-fork"
+    perl_peer = "perl-fork"
 
     @staticmethod
     def fork_args(launch: Launch) -> list[str]:
@@ -260,7 +313,7 @@ class PerlInet(Perl):
     name = "perl-inet"
     label = "Perl INET"
     workloads = ("5",)
-    reference = "perl-inet"
+    perl_peer = "perl-inet"
     note = "Net::Server::INET (Debian libnet-server-perl) under systemd-socket-activate --inetd -a"
 
     def inet_command(self) -> list[str]:
@@ -271,7 +324,7 @@ class NetServerInet(NetServer):
     name = "netserver-inet"
     label = "netserver INET"
     workloads = ("5",)
-    reference = "perl-inet"
+    perl_peer = "perl-inet"
     note = "this project's INET under systemd-socket-activate --inetd -a (python -S, as the other Python peers)"
 
     def env(self) -> dict[str, str]:
@@ -302,7 +355,8 @@ def _variant(variant: str, what: str) -> type[NetServerVariant]:
 
 PEERS: dict[str, type[Peer]] = {
     cls.name: cls
-    for cls in (CFloor, PythonFloor, Perl, PyPrefork, NetServer, PerlFork, NetServerFork, PerlInet, NetServerInet)
+    for cls in (CFloor, PythonFloor, Perl, PerlPreFork, PyPrefork, NetServer, NetServerPreFork, PerlFork,
+                NetServerFork, PerlInet, NetServerInet)
 }
 #: Not run unless named in --servers: each shows the effect of one memory measure.
 VARIANTS: dict[str, type[Peer]] = {

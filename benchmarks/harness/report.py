@@ -12,7 +12,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from .peers import ALL, FLOOR, PERL
+from .peers import ALL, FLOOR, GROWTH_FROM, GROWTH_SPARES, GROWTH_TO, PERL
 
 THROUGHPUT = ("1", "2", "3")
 
@@ -22,10 +22,14 @@ def label(peer: str) -> str:
     return cls.label if cls else peer
 
 
-def _perl_for(peer: str) -> str:
-    """The Perl peer a row's "x Perl" divides by: Perl's same personality (netserver@REV: PreForkSimple)."""
+def perl_of(peer: str) -> str:
+    """The Perl peer a row's "x Perl" divides by: Perl's PreFork for the PreFork rows."""
     cls = ALL.get(peer)
-    return cls.reference if cls else PERL
+    return cls.perl_peer if cls else PERL
+
+
+# A row compared with another of netserver's own rows: PreFork against PreForkSimple.
+SIBLINGS = {"netserver-prefork": "netserver"}
 
 
 def _kept(results: list[dict]) -> list[dict]:
@@ -92,10 +96,13 @@ def summarize(results: list[dict]) -> dict:
         if row["workload"] not in THROUGHPUT:
             continue
         floor_variant = "select" if row["workload"] == "3" else "default"
-        for name, ref_key in (
+        refs = [
             ("vs_floor", (FLOOR, floor_variant)),
-            ("vs_perl", (_perl_for(row["peer"]), _reference_variant(row["variant"], row["workload"]))),
-        ):
+            ("vs_perl", (perl_of(row["peer"]), _reference_variant(row["variant"], row["workload"]))),
+        ]
+        if row["peer"] in SIBLINGS:
+            refs.append(("vs_sibling", (SIBLINGS[row["peer"]], row["variant"])))
+        for name, ref_key in refs:
             ref = index.get((row["workload"], row["workers"]) + ref_key)
             if ref is None or not ref["rps"]:
                 continue
@@ -107,13 +114,19 @@ def summarize(results: list[dict]) -> dict:
         if row["workload"] not in ("4", "5"):
             continue
         floor = index.get(("4", row["workers"], FLOOR, "default"))
-        perl = index.get((row["workload"], row["workers"], _perl_for(row["peer"]), "default"))
+        perl = index.get((row["workload"], row["workers"], perl_of(row["peer"]), "default"))
         if floor and row.get("uss_loaded_kib") and floor.get("uss_loaded_kib"):
             row["uss_vs_floor"] = row["uss_loaded_kib"] / floor["uss_loaded_kib"]
         if perl and row.get("startup_ms") and perl.get("startup_ms"):
             row["startup_vs_perl"] = row["startup_ms"] / perl["startup_ms"]
         if perl and row.get("respawn_ms") is not None and perl.get("respawn_ms") is not None:
             row["respawn_minus_perl_ms"] = row["respawn_ms"] - perl["respawn_ms"]
+    for row in rows:
+        if row["workload"] != "6":
+            continue
+        perl = index.get(("6", row["workers"], perl_of(row["peer"]), row["variant"]))
+        if perl and row.get("growth_ms") and perl.get("growth_ms"):
+            row["growth_vs_perl"] = row["growth_ms"] / perl["growth_ms"]
     for row in rows:
         row.pop("per_rep", None)
     other = [r["metrics"]["other_cpu_pct"] for r in _kept(results) if "other_cpu_pct" in r["metrics"]]
@@ -154,6 +167,9 @@ def _process_row(ms: list[dict]) -> dict:
         ("pss_idle_kib", ("idle", "pss_kib")),
         ("uss_loaded_kib", ("loaded", "uss_kib")),
         ("pss_loaded_kib", ("loaded", "pss_kib")),
+        ("growth_ms", ("growth_ms",)),
+        ("connect_ms", ("connect_ms",)),
+        ("children", ("children",)),
     ):
         med, lo, hi = _median_of(ms, *path)
         if med is not None:
@@ -195,6 +211,7 @@ TITLES = {
     "3": "Workload 3: line echo with two listeners, one request per connection, 50 clients",
     "4": "Workload 4: process figures",
     "5": "Workload 5: INET, per-connection start-up under systemd-socket-activate --inetd -a",
+    "6": "Workload 6: PreFork growth, from %d children to %d held connections served" % (GROWTH_FROM, GROWTH_TO),
 }
 
 
@@ -238,6 +255,7 @@ def markdown(summary: dict, meta: dict, notes: list[str], targets: list[dict], f
             "| CPU: client / server / other, % of a core; machine, % of all |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        siblings = [r for r in wrows if "vs_sibling" in r]
         for r in wrows:
             out.append(
                 "| %s | %d | %s | %s | %s | %s | %s | %d | %s | %s | %s |"
@@ -262,6 +280,16 @@ def markdown(summary: dict, meta: dict, notes: list[str], targets: list[dict], f
                 )
             )
         out.append("")
+        if any(perl_of(r["peer"]) != PERL for r in wrows):
+            out += ["x Perl divides by Perl of the same process model: Perl PreFork for the PreFork rows, "
+                    "Perl PreForkSimple for the others. The PreFork rows run with the pool pinned "
+                    "(min_servers = max_servers = N).", ""]
+        for r in siblings:
+            out += ["%s N=%d %s: %s x %s." % (label(r["peer"]), r["workers"], r["variant"], _ratio(r, "vs_sibling"),
+                                               label(SIBLINGS[r["peer"]]))]
+        if siblings:
+            out.append("")
+    out += growth_section([r for r in rows if r["workload"] == "6"])
     wrows = [r for r in rows if r["workload"] == "4"]
     if wrows:
         out += [
@@ -350,6 +378,27 @@ def markdown(summary: dict, meta: dict, notes: list[str], targets: list[dict], f
     return "\n".join(out)
 
 
+def growth_section(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    out = [
+        "## " + TITLES["6"],
+        "",
+        "From the first connect() of %d connections opened at once (each sends a line and stays open) until "
+        "the last one's echo: every held connection served by a child of its own. Both servers start "
+        "min_servers %d, max_servers %d, min_spare_servers %d, max_spare_servers %d; a fresh server per "
+        "repetition." % ((GROWTH_TO, GROWTH_FROM, GROWTH_TO) + GROWTH_SPARES),
+        "",
+        "| server | growth ms | x Perl PreFork | connects ms | children at the end |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = (label(r["peer"]), _spread(r, "growth_ms", "%.0f"), _num(r.get("growth_vs_perl"), "%.2f"),
+                 _num(r.get("connect_ms"), "%.1f"), _num(r.get("children")))
+        out.append("| %s | %s | %s | %s | %s |" % cells)
+    return out + [""]
+
+
 def import_section(figures: dict | None) -> list[str]:
     """netserver's import time against its budget, and the slowest modules by self time."""
     if not figures:
@@ -434,6 +483,15 @@ def targets(summary: dict) -> list[dict]:
         r = index.get(("1", n, "netserver", "default"))
         check("W1 N=%d >= 0.95 x Python floor" % n, r, "vs_floor", 0.95)
         check("W1 N=%d >= %.1f x Perl" % (n, perl_min), r, "vs_perl", perl_min)
+    for n in (4, 32):
+        r = index.get(("1", n, "netserver-prefork", "default"))
+        if r is not None:
+            check("W1 N=%d PreFork >= 0.95 x netserver PreForkSimple" % n, r, "vs_sibling", 0.95)
+            check("W1 N=%d PreFork >= 1.5 x Perl PreFork" % n, r, "vs_perl", 1.5)
+    r = index.get(("6", GROWTH_TO, "netserver-prefork", "growth"))
+    if r is not None:
+        check("growth %d -> %d held: PreFork <= Perl PreFork's time" % (GROWTH_FROM, GROWTH_TO), r,
+              "growth_vs_perl", 1.0, above=False)
     for n in (4, 32):
         check("W2 N=%d >= 0.95 x Python floor" % n, index.get(("2", n, "netserver", "default")), "vs_floor", 0.95)
     for n in (4, 32):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import select
+import selectors
 import shutil
 import signal
 import socket
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import procfs
-from .peers import Launch, Peer
+from .peers import GROWTH_FROM, GROWTH_TO, Launch, Peer
 from .servers import Server, ServerError, finish_load, free_ports, procwatch, run_load, start_load, wait_quiet
 
 
@@ -80,7 +81,8 @@ class Context:
             }
         )
         if self.progress:
-            brief = metrics.get("rps") or metrics.get("startup_ms") or metrics.get("error", "")
+            brief = next((metrics[k] for k in ("rps", "startup_ms", "growth_ms") if metrics.get(k)), None)
+            brief = brief if brief is not None else metrics.get("error", "")
             print(
                 "  w%s N=%-2d %-13s %-9s rep %d%s: %s"
                 % (
@@ -466,6 +468,80 @@ class InetStartup(Workload):
         return (time.monotonic_ns() - started) / 1e6
 
 
+class PoolGrowth(Workload):
+    """A dynamic pool's growth: from GROWTH_FROM idle children to covering GROWTH_TO held connections.
+
+    Only peers with a dynamic pool (``Peer.grows``) run it, with the same
+    spare settings (peers.GROWTH_SPARES).  Each repetition starts the server
+    afresh, waits for its GROWTH_FROM children in the accept path, then opens
+    GROWTH_TO connections at once, each sending one line and keeping the
+    connection open (the handler echoes until EOF, so each one holds a
+    child); the figure is the time from the first connect() to the last echo,
+    when every held connection has been served by a child of its own.
+    """
+
+    key = "6"
+    title = "PreFork growth: from %d children to %d held connections served" % (GROWTH_FROM, GROWTH_TO)
+    timeout_s = 30.0
+
+    def run(self, ctx: Context) -> None:
+        cfg = ctx.config
+        units = [peer for peer in ctx.peers if peer.grows]
+        if not units:
+            ctx.note("workload 6: no peer with a dynamic pool among --servers (perl-prefork, netserver-prefork)")
+        for rep in range(cfg.repeat):
+            for peer in rotated(units, rep):
+                srv = Server(peer, Launch(free_ports(1), GROWTH_FROM, "growth", once=False), ctx.log_dir)
+                metrics: dict = {"busy_before_pct": wait_quiet(cfg.quiet_wait_s)}
+                try:
+                    srv.start()
+                    metrics.update(self.grow(srv))
+                except (ServerError, OSError) as exc:
+                    metrics["error"] = str(exc)
+                    ctx.note("workload 5: %s: %s" % (peer.name, exc))
+                finally:
+                    srv.stop()
+                ctx.record(self.key, GROWTH_TO, peer, "growth", rep, metrics)
+
+    def grow(self, srv: Server) -> dict:
+        port = srv.launch.ports[0]
+        selector = selectors.DefaultSelector()
+        socks: list[socket.socket] = []
+        pending: dict[socket.socket, bytes] = {}
+        try:
+            t0 = time.monotonic_ns()
+            for _ in range(GROWTH_TO):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                sock.sendall(b"hello\n")  # on loopback the handshake is done: the line waits in the backlog
+                sock.setblocking(False)
+                socks.append(sock)
+                pending[sock] = b""
+                selector.register(sock, selectors.EVENT_READ)
+            connected_ms = (time.monotonic_ns() - t0) / 1e6
+            deadline = time.monotonic() + self.timeout_s
+            while pending and time.monotonic() < deadline:
+                for key, _ in selector.select(max(0.0, deadline - time.monotonic())):
+                    sock = key.fileobj
+                    data = sock.recv(64)
+                    if not data:
+                        raise ServerError("a held connection was closed before its echo")
+                    pending[sock] += data
+                    if pending[sock].endswith(b"\n"):
+                        del pending[sock]
+                        selector.unregister(sock)
+            elapsed_ms = (time.monotonic_ns() - t0) / 1e6
+            children = len(srv.children())
+            if pending:
+                raise ServerError("%d of %d held connections not served within %.0f s (%d children)"
+                                  % (len(pending), GROWTH_TO, self.timeout_s, children))
+            return {"growth_ms": elapsed_ms, "connect_ms": connected_ms, "children": children}
+        finally:
+            selector.close()
+            for sock in socks:
+                sock.close()
+
+
 WORKLOADS: dict[str, type[Workload]] = {
-    cls.key: cls for cls in (EchoPerConnection, EchoPersistent, EchoTwoListeners, ProcessFigures, InetStartup)
+    cls.key: cls for cls in (EchoPerConnection, EchoPersistent, EchoTwoListeners, ProcessFigures, InetStartup,
+                             PoolGrowth)
 }

@@ -1,4 +1,4 @@
-"""netserver's PreForkSimple as a line-echo server, driven by its own options.
+"""netserver's PreForkSimple (or PreFork) as a line-echo server, driven by its own options.
 
     python netserver_echo.py --port=127.0.0.1:P [--port=127.0.0.1:P2] \
         --max_servers=N --max_requests=0 --serialize=auto --log_level=0 [--once] [--ready_fd=FD]
@@ -9,8 +9,8 @@ the way any netserver user would: echo one line and close (workload 1, as the
 floors and Perl do), instead of echoing lines until the client's EOF.
 
 NETSERVER_BENCH_PERSONALITY names the personality (default PreForkSimple; the
-``netserver-fork`` and ``netserver-inet`` peers set Fork and INET), so every
-netserver peer runs this one handler.
+``netserver-prefork``, ``netserver-fork`` and ``netserver-inet`` peers set PreFork, Fork and INET), so
+every netserver peer runs this one handler.
 
 NETSERVER_BENCH_VARIANT (unset for every figure in the tables) selects a
 variant that shows the effect of one memory measure (README, "Memory"):
@@ -54,7 +54,6 @@ elif VARIANT == "app-in-parent":
     import_app()
 elif VARIANT not in ("", "app-in-child", "fork-one-by-one"):
     sys.exit("NETSERVER_BENCH_VARIANT: unknown variant %r" % VARIANT)
-
 
 class Echo(BASE):
     declared_options = BASE.declared_options + (

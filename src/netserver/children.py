@@ -24,10 +24,11 @@ class Child:
     client) or 'old' (a previous generation).
 
     ``slot`` is its scoreboard slot (-1: none); ``leaving`` is set when it
-    said it takes no more work, so its replacement can be forked before it exits.
+    said it takes no more work, so its replacement can be forked before it exits;
+    ``link`` is the parent's end of its child_communication socket, if any.
     """
 
-    __slots__ = ("pid", "kind", "ready_fd", "booted", "started", "slot", "leaving")
+    __slots__ = ("pid", "kind", "ready_fd", "booted", "started", "slot", "leaving", "link")
 
     def __init__(self, pid: int, kind: str, ready_fd: int = -1, booted: bool = False, slot: int = -1) -> None:
         self.pid = pid
@@ -37,6 +38,7 @@ class Child:
         self.started = time.monotonic()
         self.slot = slot
         self.leaving = False
+        self.link = None  # the parent's end of child_communication's socketpair (talk.ChildSocket)
 
     def __repr__(self) -> str:
         return f"<Child {self.pid} {self.kind}{' booted' if self.booted else ''}>"

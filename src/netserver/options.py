@@ -339,14 +339,17 @@ PREFORK_OPTIONS: tuple[Option, ...] = (
     Option("check_for_waiting", seconds(), 10.0,
            "Seconds between checks for too many idle children. Default 10.", metavar="SECONDS"),
     Option("check_for_spawn", seconds(), 30.0,
-           "Seconds between full recounts of the pool against the scoreboard (the pool is also read "
-           "20 times a second to decide on forks). Default 30.", metavar="SECONDS"),
+           "Seconds between full recounts of the pool against the scoreboard (the pool is also checked "
+           "50 times a second to decide on forks, 200 while it grows). Default 30.", metavar="SECONDS"),
     Option("min_child_ttl", seconds(allow_zero=True), 10.0,
            "Retire no idle child while any child is younger than this many seconds. Default 10.",
            metavar="SECONDS"),
     Option("max_spawn_per_tick", integer(1), 8,
-           "The most children forked in one twentieth of a second, so that a burst cannot fork-bomb the "
-           "machine. Default 8.", metavar="N"),
+           "The most children forked in one pool check (every 20 ms, every 5 ms while the pool grows), so "
+           "that a burst cannot fork-bomb the machine. Default 8.", metavar="N"),
+    Option("child_communication", boolean, False,
+           "Give each child a socketpair to the parent: the child writes to self.parent_sock, and the "
+           "parent calls child_is_talking_hook(sock) with what it read. Default off.", flag=True, metavar="BOOL"),
 )
 
 

@@ -37,6 +37,7 @@ from .events import Timer
 from .listeners import Listener
 from .server import Server, StopServer
 from .signals import HANDLED, IGNORED, STOP_TOO, block, restore, signal_name
+from .talk import ChildLinks
 
 BOOT_FAILURE_LIMIT = 10
 BACKOFF_CAP = 5.0
@@ -44,7 +45,7 @@ FAST_STOP_GRACE = 5.0  # INT: children abandon their work at once; KILL those th
 CHILD_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)  # on_child_signal: what each does
 
 
-class Supervisor(Server):
+class Supervisor(ChildLinks, Server):
     """A parent process that forks, watches and replaces children.
 
     Caller API (parent): ``spawn(kind, count)``, ``graceful_stop(signum,
@@ -52,7 +53,8 @@ class Supervisor(Server):
     ``self.pool_size``.  Hooks for a personality: ``initial_pool_size``,
     ``want_more``, ``retire_one``, ``start_timers``, ``child_main`` (child).
     In a child: ``self.status`` writes its scoreboard slot, ``self.draining``
-    says it should take no more work.
+    says it should take no more work, ``self.parent_sock`` is its end of the
+    child_communication socketpair (talk.py) where the personality has it.
     """
 
     def __init__(self, **options: Any) -> None:
@@ -226,6 +228,7 @@ class Supervisor(Server):
         # Made here, not in the child: every function a child runs for the first time
         # costs it the pages that function touches.
         reporters = [self.scoreboard.reporter(slot) for slot in slots]
+        self.open_links([ready_write for _, ready_write in pipes])  # child_communication only
         forked: list[int] = []
         failure = None
         mask = block(self.signals.installed)
@@ -245,6 +248,7 @@ class Supervisor(Server):
             child = Child(pid, kind, ready_read, slot=slot)
             self.children.add(child)
             self.scoreboard.assign(slot, pid)
+            self.attach_link(child, ready_write)
             if ready_write >= 0:
                 os.close(ready_write)
                 os.set_blocking(ready_read, False)
@@ -253,6 +257,7 @@ class Supervisor(Server):
             self.log(4, "Child Preforked (%d) %s", pid, kind)
         for (ready_read, ready_write), slot in list(zip(pipes, slots, strict=True))[len(forked):]:
             self.scoreboard.release(slot)
+            self.attach_link(None, ready_write)
             for fd in (ready_read, ready_write):
                 if fd >= 0:
                     os.close(fd)
@@ -304,6 +309,7 @@ class Supervisor(Server):
             for listener in self.listeners:
                 if listener is not client:
                     listener.close()
+        self.take_link(ready_write)
         # self.events and self.children stay as the parent left them, unused here: emptying
         # them would touch every object they hold, and each page written is a page this
         # child no longer shares (about 70 KiB per child, measured).  The epoll fd was closed
@@ -392,6 +398,7 @@ class Supervisor(Server):
             # selector showed us its byte (max_requests 1): read it now.
             self._child_reported(child)
         self._close_ready(child)
+        self.close_link(child)
         self.scoreboard.release(child.slot)
         self.lock.child_lost(child.pid)
         if child.kind == "old" and not self.children.count("old") and self._old_death_write >= 0:

@@ -126,3 +126,23 @@ def test_a_child_killed_while_busy_is_replaced(serve):
         procs.wait_until(lambda: busy[0] not in server.children() and len(server.children()) >= 2, 5,
                          message="a replacement")
     assert talk(server.addr, b"again\n") == b"again\n"
+
+
+def test_connections_waiting_in_the_queue_grow_the_pool_even_without_spares(serve):
+    # min_spare_servers 0: no spare is ever wanted, so only the accept queue's depth (read by
+    # the parent at each pool check) can make the pool grow; Net::Server's would stay at 1.
+    server = serve("--server_type", "PreFork", "--handler", "echo:Echo", "--min_servers", "1", "--max_servers", "12",
+                   "--min_spare_servers", "0", "--max_spare_servers", "0", "--min_child_ttl", "0")
+    server.wait_children(1)
+    started = time.monotonic()
+    held = _hold(server, 12)
+    try:
+        for sock in held:
+            assert read_line(sock)  # every one has a child of its own
+        took = time.monotonic() - started
+        assert len(server.children()) == 12
+    finally:
+        for sock in held:
+            sock.close()
+    assert took < 5, took
+    assert talk(server.addr, b"after\n") == b"after\n"
