@@ -136,6 +136,7 @@ class WSGIProtocol:
 
     declared_options = HTTP_OPTIONS
     application: Any = None
+    request_limit = 0
 
     def default_values(self) -> dict[str, Any]:
         return {"port": "8000", **super().default_values()}  # type: ignore[misc]
@@ -163,6 +164,8 @@ class WSGIProtocol:
         server = options.server_revision
         self.server_line = b"Server: %s\r\n" % server.encode("latin-1") if server else b""
         self.date = http.DateHeader()
+        # Single has no max_requests (it serves one connection at a time, for ever).
+        self.request_limit = getattr(options, "max_requests", 0) or 0
 
     def open_files(self) -> None:
         super().open_files()  # type: ignore[misc]
@@ -301,7 +304,7 @@ class Channel:
         """Run the application for one request; True if the connection may go on."""
         server = self.server
         keep = request.keep_alive and self.keepalive > 0 and not server.draining and not self.client.closing
-        limit = server.options.max_requests
+        limit = server.request_limit
         if limit and server.requests >= limit:
             keep = False
         response = Response(request, self.sender, server.date.line() + server.server_line, keep)
