@@ -42,6 +42,7 @@ from typing import Any
 from . import http
 from .response import AppError, Response
 from .wsgi import Channel
+from .wsgi_io import FileWrapper
 
 IN, OUT, EDGE = select.EPOLLIN | select.EPOLLRDHUP, select.EPOLLOUT, select.EPOLLET
 ERRORS = select.EPOLLERR | select.EPOLLHUP
@@ -456,6 +457,8 @@ class Multiplexer:
                 response.send_body(result)
                 self.finish(conn, response, result, environ, request, started)
                 return
+            if isinstance(result, FileWrapper):
+                response.adopt_file_length(result)  # no sendfile here: copied in blocks, but framed
             conn.pending = (response, iter(result), result, environ, request, started)
         except BaseException as error:
             self.failed(conn, response, result, environ, request, started, error)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import stat
 from typing import Any
 
 from . import http
@@ -226,6 +227,25 @@ class Response:
             raise AppError("the application returned without calling start_response")
         if not self.head_sent:
             self.send_head()
+
+    def adopt_file_length(self, wrapper: FileWrapper) -> None:
+        """A file_wrapper body with no Content-Length from the application: frame it by the file's size.
+
+        For a sender that copies the file in blocks (no sendfile), so that the client still gets
+        a Content-Length rather than chunks.  Only a regular file has a size to trust.
+        """
+        if self.length is not None or not self.started or self.head_sent or self.head_only:
+            return
+        fileno = getattr(wrapper.filelike, "fileno", None)
+        if fileno is None:
+            return
+        try:
+            fd = fileno()
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode):
+                self.length = max(0, info.st_size - os.lseek(fd, 0, os.SEEK_CUR))
+        except (OSError, ValueError, TypeError):
+            pass
 
     def _send_file(self, wrapper: FileWrapper) -> bool:
         """sendfile(2) for a regular file on a plain socket; False: iterate it instead."""
