@@ -69,9 +69,10 @@ class Response:
     """The response to one request; ``start_response`` and ``write`` are the application's."""
 
     __slots__ = ("request", "sender", "head_line", "status", "code", "headers", "length", "chunked",
-                 "head_sent", "body_sent", "keep_alive", "head_only", "started", "_extra")
+                 "head_sent", "body_sent", "keep_alive", "head_only", "started", "_extra", "skip_limit")
 
-    def __init__(self, request: http.Request, sender: Sender, head_line: bytes, keep_alive: bool) -> None:
+    def __init__(self, request: http.Request, sender: Sender, head_line: bytes, keep_alive: bool,
+                 skip_limit: int = http.SKIP_BODY_LIMIT) -> None:
         self.request = request
         self.sender = sender
         self.head_line = head_line          # Date and Server lines, made by the protocol
@@ -86,6 +87,7 @@ class Response:
         self.head_only = request.method == "HEAD"
         self.started = False
         self._extra = b""
+        self.skip_limit = skip_limit        # the most unread body the channel reads away after us
 
     # ------------------------------------------------------------------ the application's side
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None):
@@ -167,6 +169,10 @@ class Response:
                 self.chunked = not self.head_only
             else:
                 self.keep_alive = False  # HTTP/1.0 with no length: the body ends at the close
+        if self.keep_alive and not http.body_skippable(request, self.skip_limit):
+            # The body the application left unread will not be read away: the connection ends
+            # after this response, and RFC 9110 15.5 asks the server to say so in it.
+            self.keep_alive = False
         lines = [b"HTTP/1.1 ", self.status.encode("latin-1"), b"\r\n"]
         for name, value in self.headers:
             lines += (name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n")
