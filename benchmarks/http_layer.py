@@ -52,6 +52,7 @@ class Server:
     date = http.DateHeader()
     draining = False
     requests = 0
+    request_limit = 0
 
     def log(self, *args, **kwargs) -> None: ...
     def wsgi_environ(self, environ, client) -> None: ...

@@ -171,7 +171,13 @@ def http_class(app: Setting, handler: Setting | None, base: type[Server]) -> typ
                           f"({handler[1]}): --app serves a WSGI application, --handler a process_request class")
     if not http_available():
         raise ConfigError("app", app[0], app[1], HTTP_EXTRA_HINT)
-    from .protocols.wsgi import WSGIProtocol
+    try:
+        from .protocols.wsgi import WSGIProtocol
+    except ImportError as error:
+        # httptools is there but does not import (a broken or foreign build): the same advice.
+        if "httptools" not in str(error):
+            raise
+        raise ConfigError("app", app[0], app[1], f"{HTTP_EXTRA_HINT} (importing it failed: {error})") from None
 
     return type("WSGIServer", (WSGIProtocol, base), {"__module__": __name__})
 

@@ -44,13 +44,17 @@ class TrustedProxies:
                          for part in value.decode("latin-1").split(",")]
             protos = [part.strip().lower() for name, value in headers if name.lower() == b"x-forwarded-proto"
                       for part in value.decode("latin-1").split(",")]
+            if not addresses and protos:
+                addresses = [""]  # a proxy that says only the scheme (X-Forwarded-Proto alone)
             if len(protos) != len(addresses):
                 protos = [protos[-1] if protos else ""] * len(addresses)
             hops = list(zip(addresses, protos, strict=True))
-        chosen = None
+        chosen: tuple[str | None, str, str] | None = None
         for node, proto in reversed(hops):
             address, port = split_node(node)
             if address is None:
+                if chosen is None and not node.strip():
+                    chosen = (None, "", proto)  # the trusted peer's own hop, with no address: its scheme
                 break  # an obfuscated or unknown node: nothing further left can be checked
             chosen = (address, port, proto)
             if not self.trusts(address):
@@ -58,7 +62,8 @@ class TrustedProxies:
         if chosen is None:
             return
         address, port, proto = chosen
-        environ["REMOTE_ADDR"] = address
+        if address is not None:
+            environ["REMOTE_ADDR"] = address
         if port:
             environ["REMOTE_PORT"] = port
         if proto in ("http", "https"):

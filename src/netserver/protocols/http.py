@@ -321,6 +321,23 @@ def parse_error(error: Exception, parser: httptools.HttpRequestParser) -> HTTPEr
     return HTTPError(400, reason)
 
 
+#: The most unread request body the server reads away after a response to keep the connection.
+SKIP_BODY_LIMIT = 65536
+
+
+def body_skippable(request: Request, limit: int = SKIP_BODY_LIMIT) -> bool:
+    """True if what the application left unread of the body may be read away after the response.
+
+    Not when the client waits for ``100 Continue`` (a final response rules it out, so the
+    client may never send the body), nor for a chunked rest or one over ``limit`` bytes.
+    """
+    if request.complete:
+        return True
+    if request.expect_continue or request.content_length is None:
+        return False
+    return request.content_length - request.received <= limit
+
+
 def check_target(method: str, target: bytes) -> None:
     """RFC 9112 3.2: origin-form, absolute-form, authority-form (CONNECT), asterisk-form (OPTIONS)."""
     if method == "CONNECT":

@@ -43,6 +43,7 @@ from .. import status
 from . import http
 from .response import AppError, Response
 from .wsgi import Channel
+from .wsgi_io import FileWrapper
 
 IN, OUT, EDGE = select.EPOLLIN | select.EPOLLRDHUP, select.EPOLLOUT, select.EPOLLET
 ERRORS = select.EPOLLERR | select.EPOLLHUP
@@ -124,12 +125,13 @@ class MuxConnection(Channel):
         self.eof = False
         self.lingering = 0.0       # deadline of the read-away after our FIN
         self.readable = True       # an input edge not yet read to EAGAIN
+        self.skip_limit = server.options.buffer_body
 
     # ------------------------------------------------------------------ blocking pieces, for big bodies
     def read_more(self, request: http.Request) -> None:
         if request.expect_continue:
             request.expect_continue = False
-            if not self._response_started:
+            if not self._head_sent():
                 self.sender.send(http.CONTINUE)
                 self.sender.flush_blocking(self.body_timeout)
         deadline = time.monotonic() + (self.body_timeout or 3600.0)
@@ -473,8 +475,9 @@ class Multiplexer:
         if self.limit and server.requests >= self.limit:
             keep = False
             server.draining = True  # this child has served its share: finish and leave
-        response = Response(request, conn.sender, server.date.line() + server.server_line, keep)
-        conn._response_started = False
+        response = Response(request, conn.sender, server.date.line() + server.server_line, keep,
+                            conn.skip_limit)
+        conn._response = response
         environ = conn.environ(request)
         started = time.monotonic()
         server.status.busy(conn.client.peeraddr, conn.client.peerport)
@@ -482,11 +485,12 @@ class Multiplexer:
         result = None
         try:
             result = server.application(environ, response.start_response)
-            conn._response_started = response.started
             if type(result) is list and len(result) == 1:
                 response.send_body(result)
                 self.finish(conn, response, result, environ, request, started)
                 return
+            if isinstance(result, FileWrapper):
+                response.adopt_file_length(result)  # no sendfile here: copied in blocks, but framed
             conn.pending = (response, iter(result), result, environ, request, started)
         except BaseException as error:
             self.failed(conn, response, result, environ, request, started, error)
@@ -561,11 +565,9 @@ class Multiplexer:
                                 request.target.decode("latin-1"), exc_info=True)
 
     def skip_body(self, conn: MuxConnection, request: http.Request) -> bool:
-        """Unread body after the response: wait for it only if it is small and already on its way."""
-        if request.expect_continue or request.content_length is None:
-            return False
-        left = request.content_length - request.received
-        return 0 <= left <= self.buffer_body and request.received > 0 and conn.skip_body(request)
+        """Unread body after the response: wait for it only if it is small and already on its way
+        (the response said Connection: close otherwise, by the same rule)."""
+        return request.received > 0 and conn.skip_body(request)
 
     def done(self, conn: MuxConnection, response: Response, environ: dict, request: http.Request,
              started: float, keep: bool) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import stat
 from typing import Any
 
 from . import http
@@ -129,9 +130,11 @@ class Response:
     """The response to one request; ``start_response`` and ``write`` are the application's."""
 
     __slots__ = ("request", "sender", "head_line", "status", "code", "headers", "length", "chunked",
-                 "head_sent", "body_sent", "keep_alive", "head_only", "started", "_extra", "_lines", "_app_length")
+                 "head_sent", "body_sent", "keep_alive", "head_only", "started", "_extra", "_lines", "_app_length",
+                 "skip_limit")
 
-    def __init__(self, request: http.Request, sender: Sender, head_line: bytes, keep_alive: bool) -> None:
+    def __init__(self, request: http.Request, sender: Sender, head_line: bytes, keep_alive: bool,
+                 skip_limit: int = http.SKIP_BODY_LIMIT) -> None:
         self.request = request
         self.sender = sender
         self.head_line = head_line          # Date and Server lines, made by the protocol
@@ -146,6 +149,7 @@ class Response:
         self.head_only = request.method == "HEAD"
         self.started = False
         self._extra = b""
+        self.skip_limit = skip_limit        # the most unread body the channel reads away after us
 
     # ------------------------------------------------------------------ the application's side
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None):
@@ -219,6 +223,10 @@ class Response:
                 self.chunked = not self.head_only
             else:
                 self.keep_alive = False  # HTTP/1.0 with no length: the body ends at the close
+        if self.keep_alive and not http.body_skippable(request, self.skip_limit):
+            # The body the application left unread will not be read away: the connection ends
+            # after this response, and RFC 9110 15.5 asks the server to say so in it.
+            self.keep_alive = False
         lines = self._lines
         if self.length is not None and not no_body and not self._app_length:
             lines.append(b"Content-Length: %d\r\n" % self.length)
@@ -276,6 +284,25 @@ class Response:
             raise AppError("the application returned without calling start_response")
         if not self.head_sent:
             self.send_head()
+
+    def adopt_file_length(self, wrapper: FileWrapper) -> None:
+        """A file_wrapper body with no Content-Length from the application: frame it by the file's size.
+
+        For a sender that copies the file in blocks (no sendfile), so that the client still gets
+        a Content-Length rather than chunks.  Only a regular file has a size to trust.
+        """
+        if self.length is not None or not self.started or self.head_sent or self.head_only:
+            return
+        fileno = getattr(wrapper.filelike, "fileno", None)
+        if fileno is None:
+            return
+        try:
+            fd = fileno()
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode):
+                self.length = max(0, info.st_size - os.lseek(fd, 0, os.SEEK_CUR))
+        except (OSError, ValueError, TypeError):
+            pass
 
     def _send_file(self, wrapper: FileWrapper) -> bool:
         """sendfile(2) for a regular file on a plain socket; False: iterate it instead."""

@@ -136,6 +136,7 @@ class WSGIProtocol:
 
     declared_options = HTTP_OPTIONS
     application: Any = None
+    request_limit = 0
 
     def default_values(self) -> dict[str, Any]:
         return {"port": "8000", **super().default_values()}  # type: ignore[misc]
@@ -163,6 +164,8 @@ class WSGIProtocol:
         server = options.server_revision
         self.server_line = b"Server: %s\r\n" % server.encode("latin-1") if server else b""
         self.date = http.DateHeader()
+        # Single has no max_requests (it serves one connection at a time, for ever).
+        self.request_limit = getattr(options, "max_requests", 0) or 0
 
     def open_files(self) -> None:
         super().open_files()  # type: ignore[misc]
@@ -289,7 +292,7 @@ class Channel:
         """wsgi.input wants more of the body: say 100 Continue if the client waits for it, then read."""
         if request.expect_continue:
             request.expect_continue = False
-            if not self._response_started:
+            if not self._head_sent():
                 self.sender.send(http.CONTINUE)
         data = self.receive(self.body_timeout)
         if data is None:
@@ -300,24 +303,27 @@ class Channel:
         if self.stream.broken and not request.complete and request.error is None:
             request.error = http.HTTPError(400, "the request body was cut short")
 
-    _response_started = False
+    _response: Response | None = None
+    skip_limit = http.SKIP_BODY_LIMIT  # the most unread body read away to keep the connection
+
+    def _head_sent(self) -> bool:
+        return self._response is not None and self._response.head_sent
 
     # ------------------------------------------------------------------ one request
     def respond(self, request: http.Request) -> bool:
         """Run the application for one request; True if the connection may go on."""
         server = self.server
         keep = request.keep_alive and self.keepalive > 0 and not server.draining and not self.client.closing
-        limit = getattr(server.options, "max_requests", 0)  # only the pre-forking personalities recycle
+        limit = server.request_limit
         if limit and server.requests >= limit:
             keep = False
-        response = Response(request, self.sender, server.date.line() + server.server_line, keep)
-        self._response_started = False
+        response = Response(request, self.sender, server.date.line() + server.server_line, keep, self.skip_limit)
+        self._response = response
         environ = self.environ(request)
         started = time.monotonic()
         result = None
         try:
             result = server.application(environ, response.start_response)
-            self._response_started = response.started
             response.send_body(result)
             keep = response.finish()
         except (ConnectionError, TimeoutError) as error:
@@ -357,10 +363,7 @@ class Channel:
 
     def skip_body(self, request: http.Request) -> bool:
         """The application left part of the body unread: read it away if small, else close."""
-        if request.expect_continue:
-            return False  # the client waits for 100 Continue, which a final response has ruled out
-        left = request.content_length - request.received if request.content_length is not None else -1
-        if left < 0 or left > 65536:
+        if not http.body_skippable(request, self.skip_limit):
             return False
         while not request.complete:
             try:
