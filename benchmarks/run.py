@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import ab, imports, procfs, report, revisions, tools  # noqa: E402
+from harness.http_workloads import HTTP_ALIAS, HTTP_WORKLOADS  # noqa: E402
 from harness.peers import ALL, PEERS, VARIANTS  # noqa: E402
 from harness.servers import reap_orphans  # noqa: E402
 from harness.workloads import WORKLOADS, Config, Context  # noqa: E402
@@ -49,11 +50,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument(
         "--workloads",
         default=None,
-        help="Comma-separated workload keys among 1,2,3,4,5,6 (default: all; with --quick: 1,4).",
+        help="Comma-separated workload keys among %s, or %s for the HTTP ones (default: all; with --quick: 1,4)."
+        % (",".join(WORKLOADS), HTTP_ALIAS),
     )
     ap.add_argument(
         "--servers",
-        default=",".join(PEERS),
+        default=None,
         help="Comma-separated peers among %s (default: all of them), netserver's memory variants %s, "
         "or netserver@REV: netserver at git revision REV (a sha, HEAD~1, a branch), run from a worktree "
         "for an A/B against netserver." % (",".join(PEERS), ",".join(VARIANTS)),
@@ -103,7 +105,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="Measure nothing: rebuild the table, targets and plot of a saved run next to its JSON.",
     )
     args = ap.parse_args(argv)
-    args.workloads = args.workloads or ("1,4" if args.quick else "1,2,3,4,5,6")
+    args.workloads = args.workloads or ("1,4" if args.quick else ",".join(WORKLOADS))
+    keys = [k for key in args.workloads.split(",") for k in (HTTP_WORKLOADS if key == HTTP_ALIAS else (key,))]
+    args.workloads = ",".join(dict.fromkeys(keys))
+    args.servers_named = args.servers is not None
+    args.servers = args.servers or ",".join(PEERS)
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.duration = args.duration or (1.0 if args.quick else 5.0)
     args.workers = args.workers or ("4" if args.quick else "4,32")
@@ -236,7 +242,13 @@ def measure(args: argparse.Namespace, stamp: str) -> dict:
     reaped: list[str] = []
     imports_by_peer: dict[str, dict] = {}
     try:
+        protocols = {WORKLOADS[key].protocol for key in args.workloads.split(",")}
         for name in args.server_names:
+            if not set(ALL[name].protocols if name in ALL else ("line", "http")) & protocols:
+                # Named on purpose, it is worth a note; from the default list (every peer), it is not.
+                if args.servers_named:
+                    ctx.note("%s skipped: it serves none of the protocols of workloads %s" % (name, args.workloads))
+                continue
             try:
                 peer = revisions.NetServerAt(args.revisions[name], worktrees) if name in args.revisions else ALL[name]()
             except revisions.RevisionError as exc:

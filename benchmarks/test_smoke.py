@@ -6,6 +6,7 @@ nor the network, and it takes a few seconds.  The real figures come from a
 full run (see README.md); nothing here asserts a performance number.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -21,7 +22,14 @@ sys.path.insert(0, str(BENCH))
 
 from harness import ab, revisions  # noqa: E402
 
-SERVER_MARKERS = ("benchmarks/servers/pyfloor.py", "benchmarks/build/cfloor", "benchmarks/servers/netserver_echo.py")
+SERVER_MARKERS = (
+    "benchmarks/servers/pyfloor.py",
+    "benchmarks/build/cfloor",
+    "benchmarks/servers/netserver_echo.py",
+    "benchmarks/servers/httpfloor.py",
+    "servers.hello_wsgi:app",
+    "servers/hello.psgi",
+)
 
 
 def suite_servers() -> set[int]:
@@ -86,6 +94,50 @@ def test_quick_run_of_the_fork_and_inet_peers(tmp_path):
     table = sorted(tmp_path.glob("*.md"))[0].read_text()
     assert "| netserver Fork | 4 |" in table
     assert not inet or "| netserver INET |" in table
+    assert suite_servers() <= before, "servers left running: %s" % (suite_servers() - before)
+
+
+HTTP_PEERS = ("http-floor", "netserver", "gunicorn-sync", "starman")
+HTTP_WORKLOADS = ("http-keepalive", "http-close", "http-fairness")
+
+
+def test_quick_http_run_writes_its_tables(tmp_path):
+    """The HTTP workloads with the floor, netserver --app and issue 13's gunicorn sync and Starman rows.
+
+    The floor and netserver need httptools (netserver's http extra); gunicorn and Starman are
+    skipped by the suite when absent (--quick installs nothing), with the reason in the JSON."""
+    missing = [tool for tool in ("wrk", "h2load") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip("%s not installed (apt-get install -y wrk nghttp2-client)" % " and ".join(missing))
+    if importlib.util.find_spec("httptools") is None:
+        pytest.skip("httptools is not installed (pip install httptools, netserver's http extra)")
+    before = suite_servers()
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--workloads", "http", "--servers", ",".join(HTTP_PEERS)]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(next(tmp_path.glob("*.json")).read_text())
+    ran = {p for p in HTTP_PEERS if data["peers"][p]["available"]}
+    assert {"http-floor", "netserver"} <= ran, data["peers"]
+    for p in set(HTTP_PEERS) - ran:
+        assert data["peers"][p]["reason"], data["peers"][p]  # skipped, saying why
+    got = {(r["peer"], r["workload"]) for r in data["results"]}
+    assert {(p, w) for p in ("http-floor", "netserver") for w in HTTP_WORKLOADS} <= got, (got, data["notes"])
+    for p, w in {(p, w) for p in ran for w in HTTP_WORKLOADS} - got:  # a peer's run failed: the notes say why
+        assert any(p in n and w in n for n in data["notes"]), (p, w, data["notes"])
+    for r in data["results"]:
+        assert "error" not in r["metrics"] and r["metrics"]["requests"] > 0, r
+    fairness = [r["metrics"] for r in data["results"] if r["workload"] == "http-fairness"]
+    assert all(0.0 <= m["fairness"] <= 1.0 for m in fairness), fairness
+    table = next(tmp_path.glob("*.md")).read_text()
+    for key in HTTP_WORKLOADS:
+        assert "## Workload %s:" % key in table
+    assert "| httptools floor, 1 conn/child | 4 |" in table and "| netserver | 4 |" in table
     assert suite_servers() <= before, "servers left running: %s" % (suite_servers() - before)
 
 

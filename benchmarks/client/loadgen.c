@@ -4,9 +4,12 @@
  * T threads (default 2), each with its own epoll set and its share of the C
  * non-blocking connections.  Each connection sends a line, reads until '\n',
  * checks the echo and records the latency.
- * Two modes:
- *   conn     one request per connection: connect, send, read, close, repeat
- *   persist  one connection per slot for the whole run, requests back to back
+ * Three modes:
+ *   conn        one request per connection: connect, send, read, close, repeat
+ *   persist     one connection per slot for the whole run, requests back to back
+ *   http-close  conn with HTTP: send "GET / HTTP/1.1" with "Connection: close",
+ *               read until the server closes; a reply counts when it begins
+ *               with a 200 status line (anything else is a "status" error)
  *
  * Why C and epoll: on a 2-core machine the client shares the CPU with the
  * server, so it has to spend as little as possible per request: a few
@@ -61,11 +64,11 @@ enum state { IDLE, CONNECTING, READING };
 
 enum err_kind {
     E_REFUSED, E_ADDR, E_CONNECT, E_RESET, E_EOF, E_TIMEOUT, E_MISMATCH,
-    E_OTHER, E_KINDS
+    E_STATUS, E_OTHER, E_KINDS
 };
 static const char *err_names[E_KINDS] = {
     "refused", "addr_unavailable", "connect", "reset", "eof", "timeout",
-    "mismatch", "other"
+    "mismatch", "status", "other"
 };
 
 struct slot {
@@ -86,6 +89,7 @@ static struct {
     double duration;
     double warmup;
     int persist;
+    int http;
     int src_first, src_count;
     int timeout_ms;
     int cpu;
@@ -133,7 +137,7 @@ static void usage(void)
     fprintf(stderr,
         "usage: loadgen --port P [--port P2 ...] [--host 127.0.0.1]\n"
         "               [--conns 50] [--threads 2] [--duration 5] [--warmup 0]\n"
-        "               [--mode conn|persist] [--src-first 2] [--src-count 16]\n"
+        "               [--mode conn|persist|http-close] [--src-first 2] [--src-count 16]\n"
         "               [--timeout-ms 5000] [--cpu N] [--message 'hello world\\n']\n");
     exit(2);
 }
@@ -293,9 +297,44 @@ static void on_writable(struct worker *w, struct slot *s)
     send_request(w, s, EPOLL_CTL_MOD);
 }
 
+/* HTTP: read until the server closes, keeping the first bytes for the
+ * status line; returns 1 at EOF after a 200 reply. */
+static int on_readable_http(struct worker *w, struct slot *s)
+{
+    static const char ok11[] = "HTTP/1.1 200", ok10[] = "HTTP/1.0 200";
+    char scratch[4096];
+    for (;;) {
+        int full = s->got == sizeof s->buf;
+        ssize_t n = full ? recv(s->fd, scratch, sizeof scratch, 0)
+                         : recv(s->fd, s->buf + s->got, sizeof s->buf - s->got, 0);
+        if (n > 0) {
+            if (!full)
+                s->got += (size_t)n;
+            continue;
+        }
+        if (n == 0) {
+            if (s->got >= sizeof ok11 - 1 &&
+                (!memcmp(s->buf, ok11, sizeof ok11 - 1) || !memcmp(s->buf, ok10, sizeof ok10 - 1)))
+                return 1;
+            record_error(w, s->got ? E_STATUS : E_EOF);
+            close_slot(s);
+            return 0;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        record_error(w, classify(errno, 0));
+        close_slot(s);
+        return 0;
+    }
+}
+
 /* Returns 1 when a full, correct line has arrived. */
 static int on_readable(struct worker *w, struct slot *s)
 {
+    if (opt.http)
+        return on_readable_http(w, s);
     for (;;) {
         ssize_t n = recv(s->fd, s->buf + s->got, sizeof s->buf - s->got, 0);
         if (n > 0) {
@@ -445,6 +484,7 @@ static void parse_args(int argc, char **argv)
         case 'w': opt.warmup = atof(optarg); break;
         case 'm':
             if (!strcmp(optarg, "persist")) opt.persist = 1;
+            else if (!strcmp(optarg, "http-close")) opt.http = 1;
             else if (strcmp(optarg, "conn")) usage();
             break;
         case 'f': opt.src_first = atoi(optarg); break;
@@ -454,6 +494,17 @@ static void parse_args(int argc, char **argv)
         case 'M': opt.message = optarg; break;
         default: usage();
         }
+    }
+    if (opt.http) {
+        /* The request is fixed; the line checks below are for the echo modes. */
+        opt.message = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+        opt.msg_len = strlen(opt.message);
+        if (opt.nports == 0 || opt.conns <= 0 || opt.duration <= 0 || opt.duration > 600 ||
+            opt.threads < 1 || opt.threads > 64 || opt.src_first < 1 || opt.src_first + opt.src_count > 255)
+            usage();
+        if (opt.threads > opt.conns)
+            opt.threads = opt.conns;
+        return;
     }
     opt.msg_len = strlen(opt.message);
     if (opt.nports == 0 || opt.conns <= 0 || opt.duration <= 0 || opt.duration > 600 ||
@@ -556,7 +607,7 @@ int main(int argc, char **argv)
         nerr += total.errors[k];
     printf("{\"mode\": \"%s\", \"conns\": %d, \"threads\": %d, \"ports\": %d, \"duration_s\": %.3f, "
            "\"requests\": %llu, \"rps\": %.1f, \"errors\": %llu, \"errors_by_kind\": {",
-           opt.persist ? "persist" : "conn", opt.conns, opt.threads, opt.nports, secs,
+           opt.http ? "http-close" : opt.persist ? "persist" : "conn", opt.conns, opt.threads, opt.nports, secs,
            (unsigned long long)total.requests, (double)total.requests / secs,
            (unsigned long long)nerr);
     for (int k = 0; k < E_KINDS; k++)

@@ -36,6 +36,11 @@ FIGURES = (
     ("4", "respawn_ms", ("respawn_ms",), "respawn ms", "%.2f", True, "report"),
     ("4", "hup_idle_ms", ("hup_idle_ms",), "HUP idle ms", "%.1f", True, "report"),
     ("4", "hup_load_ms", ("hup_load_ms",), "HUP under load ms", "%.1f", True, "report"),
+    # HTTP (http_workloads.py): against the throughput bar, reported
+    ("http-keepalive", "rps", ("rps",), "HTTP keep-alive req/s", "%.0f", False, "ratio?"),
+    ("http-close", "rps", ("rps",), "HTTP close req/s", "%.0f", False, "ratio?"),
+    ("http-fairness", "rps", ("rps",), "HTTP h2load req/s", "%.0f", False, "ratio?"),
+    ("http-fairness", "fairness", ("fairness",), "HTTP slowest / mean client", "%.2f", False, "report"),
 )
 
 

@@ -7,8 +7,9 @@ connection" (its accept path), and what it supports (listeners, modes, HUP).
 Everything else (starting, readiness, stopping) is shared in servers.py.
 
 To add a peer: subclass Peer, fill in the class attributes and command(),
-and add it to PEERS.  HTTP peers (gunicorn, Starman, nginx) plug in the same
-way, with an HTTP workload next to the line-echo ones.
+and add it to PEERS.  The HTTP peers (http_peers.py: gunicorn, granian,
+Starman, the httptools floors) plug in the same way with protocols =
+("http",); each workload runs only the peers that speak its protocol.
 
 Accept path tokens (substrings of /proc/PID/wchan):
   inet_csk_accept         blocked in accept()
@@ -41,6 +42,7 @@ class Launch:
     workers: int
     variant: str  # "default", a serialize mode ("flock", "semaphore", "pipe", "select"), or "growth"
     once: bool  # the workload sends one request per connection
+    protocol: str = "line"  # "line" (the echo workloads) or "http" (http_workloads.py)
 
 
 class Peer:
@@ -53,6 +55,7 @@ class Peer:
     # Variants run with two listeners; "select" = no lock, every child selects on both.
     multi_listener_variants: tuple[str, ...] = ()
     supports_hup = False
+    protocols: tuple[str, ...] = ("line",)  # what it serves: "line" echo, "http" (the hello-world app)
     note = ""  # one line for the README's peer table
     workloads: tuple[str, ...] = ("1", "2", "3", "4")  # the workloads this peer takes part in
     # False: no pre-forked pool (Fork): the parent itself waits in the accept path, and children
@@ -64,6 +67,10 @@ class Peer:
     def prepare(self, may_install: bool) -> str | None:
         """Make the peer runnable; None when it is, else why it is skipped."""
         return None
+
+    def takes(self, workload: str, protocol: str) -> bool:
+        """Whether this peer runs in a workload: it speaks the protocol, and a line workload is one of its own."""
+        return protocol in self.protocols and (protocol != "line" or workload in self.workloads)
 
     def command(self, launch: Launch) -> list[str]:
         raise NotImplementedError
@@ -218,6 +225,7 @@ class NetServer(Peer):
     max_listeners = 2
     multi_listener_variants = ("flock", "semaphore", "pipe")
     supports_hup = True
+    protocols = ("line", "http")
     note = "this project (src/netserver), PreForkSimple with serialize=auto for one port"
     src = tools.REPO_DIR / "src"  # the tree whose package runs (revisions.NetServerAt: another commit's)
 
@@ -241,6 +249,10 @@ class NetServer(Peer):
         return None
 
     def command(self, launch: Launch) -> list[str]:
+        if launch.protocol == "http":
+            from .http_peers import netserver_http_command
+
+            return netserver_http_command(launch)
         cmd = tools.python_command(tools.BENCH_DIR / "servers" / "netserver_echo.py")
         cmd += ["--port=127.0.0.1:%d" % p for p in launch.ports]
         cmd += self.pool_args(launch) + ["--max_requests=0", "--log_level=0"]
@@ -369,6 +381,10 @@ VARIANTS: dict[str, type[Peer]] = {
         _variant("fork-one-by-one", "children forked one by one"),
     )
 }
+# The HTTP peers subclass Peer and NetServer above, so they are imported last.
+from .http_peers import HTTP_PEERS  # noqa: E402
+
+PEERS.update(HTTP_PEERS)
 FLOOR = PythonFloor.name
 PERL = Perl.name
 

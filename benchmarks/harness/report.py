@@ -12,9 +12,16 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from .http_peers import GRANIAN, MUX_FLOOR, STARMAN
 from .peers import ALL, FLOOR, GROWTH_FROM, GROWTH_SPARES, GROWTH_TO, PERL
+from .workloads import WORKLOADS
 
 THROUGHPUT = ("1", "2", "3")
+HTTP_WORKLOADS = {key: cls for key, cls in WORKLOADS.items() if cls.protocol == "http"}
+HTTP = tuple(HTTP_WORKLOADS)
+#: (row key, reference peer, column heading) of the HTTP tables' ratios.
+HTTP_REFERENCES = (("vs_granian", GRANIAN, "x granian"), ("vs_mux_floor", MUX_FLOOR, "x epoll floor"),
+                   ("vs_starman", STARMAN, "x Starman"))  # fmt: skip
 
 
 def label(peer: str) -> str:
@@ -88,6 +95,8 @@ def summarize(results: list[dict]) -> dict:
                 machine_busy_pct=_median_of(ms, "machine_busy_pct")[0],
                 per_rep={r["rep"]: r["metrics"]["rps"] for r in rs},
             )
+        elif wl in HTTP:
+            row.update(_http_row(rs))
         else:
             row.update(_process_row(ms))
         rows.append(row)
@@ -103,13 +112,11 @@ def summarize(results: list[dict]) -> dict:
         if row["peer"] in SIBLINGS:
             refs.append(("vs_sibling", (SIBLINGS[row["peer"]], row["variant"])))
         for name, ref_key in refs:
-            ref = index.get((row["workload"], row["workers"]) + ref_key)
-            if ref is None or not ref["rps"]:
-                continue
-            row[name] = row["rps"] / ref["rps"]
-            per = [row["per_rep"][k] / ref["per_rep"][k] for k in row["per_rep"] if ref["per_rep"].get(k)]
-            if per:
-                row[name + "_min"], row[name + "_max"] = min(per), max(per)
+            _ratio_to(row, index.get((row["workload"], row["workers"]) + ref_key), name)
+    for row in rows:
+        if row["workload"] in HTTP:
+            for name, ref, _ in HTTP_REFERENCES:
+                _ratio_to(row, index.get((row["workload"], row["workers"], ref, "default")), name)
     for row in rows:
         if row["workload"] not in ("4", "5"):
             continue
@@ -142,6 +149,50 @@ def summarize(results: list[dict]) -> dict:
     if before:
         disturbance["busy_before_pct_max"] = max(before)
     return {"rows": rows, "disturbance": disturbance}
+
+
+def _ratio_to(row: dict, ref: dict | None, name: str) -> None:
+    """row[name]: row's median req/s over ref's, with the range of the per-repetition ratios."""
+    if ref is None or not ref["rps"]:
+        return
+    row[name] = row["rps"] / ref["rps"]
+    per = [row["per_rep"][k] / ref["per_rep"][k] for k in row["per_rep"] if ref["per_rep"].get(k)]
+    if per:
+        row[name + "_min"], row[name + "_max"] = min(per), max(per)
+
+
+def _http_row(rs: list[dict]) -> dict:
+    """An HTTP workload's row: req/s, latency, errors by kind, CPU, threads, and h2load's per-client figures."""
+    ms = [r["metrics"] for r in rs]
+    rps = [m["rps"] for m in ms]
+    kinds: dict[str, int] = defaultdict(int)
+    for m in ms:
+        for kind, count in m.get("errors_by_kind", {}).items():
+            kinds[kind] += count
+    row = dict(
+        rps=statistics.median(rps),
+        rps_min=min(rps),
+        rps_max=max(rps),
+        p50_us=_median_of(ms, "latency_us", "p50")[0],
+        p99_us=_median_of(ms, "latency_us", "p99")[0],
+        mean_us=_median_of(ms, "latency_us", "mean")[0],
+        max_us=_median_of(ms, "latency_us", "max")[2],
+        errors=sum(m["errors"] for m in ms),
+        requests=sum(m.get("requests", 0) for m in ms),
+        errors_by_kind={k: v for k, v in kinds.items() if v},
+        client_cpu_pct=_median_of(ms, "client_cpu_pct")[0],
+        server_cpu_pct=_median_of(ms, "server_cpu_pct")[0],
+        other_cpu_pct=_median_of(ms, "other_cpu_pct")[0],
+        machine_busy_pct=_median_of(ms, "machine_busy_pct")[0],
+        threads_per_child=max(m.get("threads_per_child", 0) for m in ms),
+        per_rep={r["rep"]: r["metrics"]["rps"] for r in rs},
+    )
+    for key, path in (("fairness", ("fairness",)), ("client_min", ("client_rps", "min")),
+                      ("client_mean", ("client_rps", "mean"))):  # fmt: skip
+        med, lo, hi = _median_of(ms, *path)
+        if med is not None:
+            row[key], row[key + "_min"], row[key + "_max"] = med, lo, hi
+    return row
 
 
 def _median_of(ms: list[dict], *path: str):
@@ -212,6 +263,7 @@ TITLES = {
     "4": "Workload 4: process figures",
     "5": "Workload 5: INET, per-connection start-up under systemd-socket-activate --inetd -a",
     "6": "Workload 6: PreFork growth, from %d children to %d held connections served" % (GROWTH_FROM, GROWTH_TO),
+    **{key: "Workload %s: %s" % (key, cls.title) for key, cls in HTTP_WORKLOADS.items()},
 }
 
 
@@ -337,6 +389,7 @@ def markdown(summary: dict, meta: dict, notes: list[str], targets: list[dict], f
             out.append("| %s | %s | %s | %s |" % (label(r["peer"]), _spread(r, "startup_ms", "%.1f"),
                                                   _num(r.get("startup_p90_ms"), "%.1f"), _ratio(r, "startup_vs_perl")))
         out.append("")
+    out += http_tables(rows)
     out += import_section(summary.get("imports"))
     checks = client_check(summary)
     if checks:
@@ -397,6 +450,51 @@ def growth_section(rows: list[dict]) -> list[str]:
                  _num(r.get("connect_ms"), "%.1f"), _num(r.get("children")))
         out.append("| %s | %s | %s | %s | %s |" % cells)
     return out + [""]
+
+
+def _errors(row: dict) -> str:
+    if not row["errors"]:
+        return "0"
+    kinds = ", ".join("%s %d" % kv for kv in sorted(row.get("errors_by_kind", {}).items()))
+    return "%d (%s)" % (row["errors"], kinds) if kinds else str(row["errors"])
+
+
+def http_tables(rows: list[dict]) -> list[str]:
+    """The HTTP workloads' tables: req/s with ratios to granian, the epoll floor and Starman; h2load's fairness."""
+    out: list[str] = []
+    refs = [heading for _, _, heading in HTTP_REFERENCES]
+    for wl in HTTP:
+        wrows = [r for r in rows if r["workload"] == wl]
+        if not wrows:
+            continue
+        fairness = any("fairness" in r for r in wrows)
+        middle = (
+            ["slowest client req/s", "mean client req/s", "slowest / mean", "mean us", "max us"]
+            if fairness
+            else ["p50 us", "p99 us", "max us"]
+        )
+        heads = ["server", "N", "req/s", *middle, "errors", *refs, "threads/worker"]
+        heads.append("CPU: client / server / other, % of a core; machine, % of all")
+        out += ["## " + TITLES[wl], "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        for r in wrows:
+            if fairness:
+                cells = [
+                    _spread(r, "client_min", "%.0f"),
+                    _num(r.get("client_mean")),
+                    _spread(r, "fairness", "%.2f"),
+                    _num(r.get("mean_us")),
+                    _num(r.get("max_us")),
+                ]
+            else:
+                cells = [_num(r.get("p50_us")), _num(r.get("p99_us")), _num(r.get("max_us"))]
+            cpu = "%s / %s / %s / %s" % tuple(
+                _num(r.get(k)) for k in ("client_cpu_pct", "server_cpu_pct", "other_cpu_pct", "machine_busy_pct")
+            )
+            line = [label(r["peer"]), str(r["workers"]), _spread(r, "rps", "%.0f"), *cells, _errors(r)]
+            line += [_ratio(r, name) for name, _, _ in HTTP_REFERENCES] + [str(r.get("threads_per_child") or "-"), cpu]
+            out.append("| " + " | ".join(line) + " |")
+        out.append("")
+    return out
 
 
 def import_section(figures: dict | None) -> list[str]:
@@ -521,6 +619,17 @@ def targets(summary: dict) -> list[dict]:
     for n in (4, 32):
         r = index.get(("4", n, "netserver", "default"))
         check("HUP under load N=%d: zero failed requests" % n, r, "hup_load_errors", 0, above=False, fmt="%d")
+    # Issue 14's HTTP targets: reported until netserver multiplexes its connections (not required yet).
+    http_ran = any(k[0] in HTTP for k in index)
+    http_cases = (("http-keepalive", "keep-alive"), ("http-close", "close"), ("http-fairness", "h2load total"))
+    for wl, what in http_cases if http_ran else ():
+        r = index.get((wl, 4, "netserver", "default"))
+        check("HTTP %s >= 1.2 x granian (issue 14, reported)" % what, r, "vs_granian", 1.2, required=False)
+        if wl != "http-fairness":
+            check("HTTP %s >= 0.9 x epoll floor (issue 14, reported)" % what, r, "vs_mux_floor", 0.9, required=False)
+    if http_ran:
+        r = index.get(("http-fairness", 4, "netserver", "default"))
+        check("HTTP h2load slowest client >= 0.5 x mean (issue 14, reported)", r, "fairness", 0.5, required=False)
     figures = summary.get("imports")
     if figures:
         budget = figures["budget_ms"]
@@ -537,16 +646,25 @@ def plot(summary: dict, path: Path, extra: Path | None = None) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         return "no plot: matplotlib is not importable (%s); pip install matplotlib" % exc
-    rows = [r for r in summary["rows"] if r["workload"] in THROUGHPUT]
-    workloads = [wl for wl in THROUGHPUT if any(r["workload"] == wl for r in rows)]
-    if not workloads:
+    rows = [r for r in summary["rows"] if r["workload"] in THROUGHPUT + HTTP]
+    # One row of panels for the line workloads, one for the HTTP ones.
+    lines = [[wl for wl in group if any(r["workload"] == wl for r in rows)] for group in (THROUGHPUT, HTTP)]
+    lines = [line for line in lines if line]
+    if not lines:
         return "no plot: no throughput results"
-    fig, axes = plt.subplots(1, len(workloads), figsize=(5.5 * len(workloads), 4.8), squeeze=False)
+    cols = max(len(line) for line in lines)
+    fig, grid = plt.subplots(len(lines), cols, figsize=(5.5 * cols, 4.8 * len(lines)), squeeze=False)
+    axes, workloads = [], []
+    for i, line in enumerate(lines):
+        axes += list(grid[i][: len(line)])
+        workloads += line
+        for ax in grid[i][len(line) :]:
+            ax.set_visible(False)
     # One colour per peer in every panel; the serialize mode is told by shade and hatch.
     colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(ALL)}
     others = sorted({r["peer"] for r in rows} - set(colours))  # netserver@REV builds: greys
     colours.update({name: str(0.25 + 0.5 * i / max(1, len(others))) for i, name in enumerate(others)})
-    for ax, wl in zip(axes[0], workloads, strict=True):
+    for ax, wl in zip(axes, workloads, strict=True):
         wrows = [r for r in rows if r["workload"] == wl]
         ns = sorted({r["workers"] for r in wrows})
         series = sorted({(r["peer"], r["variant"]) for r in wrows}, key=lambda pv: _order(wl, 0, *pv))
@@ -577,7 +695,9 @@ def plot(summary: dict, path: Path, extra: Path | None = None) -> str | None:
         ax.set_ylabel("requests/s (median, min-max)")
         ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("netserver vs peers: line echo, loopback, one run", fontsize=11)
+    kinds = [what for what, group in (("line echo", THROUGHPUT), ("HTTP hello world", HTTP))
+             if any(r["workload"] in group for r in rows)]  # fmt: skip
+    fig.suptitle("netserver vs peers: %s, loopback, one run" % " and ".join(kinds), fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     if extra is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -279,26 +280,43 @@ def run_load(
     client_cpu: int | None = None,
     server: Server | None = None,
 ) -> dict:
-    """One load run; adds the server's CPU use and how busy the machine was,
-    over the whole run (warm-up included), to the client's figures."""
+    """One load run of the C client; its figures, with the accounting of run_accounted()."""
     cmd = loadgen_command(ports, conns, duration, mode, warmup, client_cpu)
-    pids = ([server.pid] + server.children()) if server is not None else []
-    me = os.getpid()
-    cpu0, busy0, other0 = procfs.cpu_seconds(pids), procfs.machine_busy(), procfs.foreign_cpu_ticks(me)
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 30)
-    elapsed = time.monotonic() - t0
-    cpu1, busy1, other1 = procfs.cpu_seconds(pids), procfs.machine_busy(), procfs.foreign_cpu_ticks(me)
+    proc, accounted = run_accounted(cmd, duration + warmup + 30, server)
     if proc.returncode != 0:
         raise ServerError("loadgen failed (%d): %s" % (proc.returncode, proc.stderr.strip()))
     out = json.loads(proc.stdout)
+    accounted.pop("client_cpu_pct", None)  # loadgen counts its own, over the measured window
+    return dict(out, **accounted)
+
+
+def run_accounted(
+    cmd: list[str], timeout: float, server: Server | None = None
+) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run a load client to its end; the finished process and, over the whole run (warm-up
+    included), the CPU used by the server (parent and children), by the client (from its
+    rusage), by every process outside the suite, and how busy the machine was."""
+    pids = ([server.pid] + server.children()) if server is not None else []
+    me = os.getpid()
+    cpu0, busy0, other0 = procfs.cpu_seconds(pids), procfs.machine_busy(), procfs.foreign_cpu_ticks(me)
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        raise ServerError("%s did not finish within %.0f s" % (cmd[0], timeout)) from exc
+    elapsed = time.monotonic() - t0
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu1, busy1, other1 = procfs.cpu_seconds(pids), procfs.machine_busy(), procfs.foreign_cpu_ticks(me)
+    client_s = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
+    out = {"client_cpu_pct": round(100.0 * client_s / elapsed, 1)}
     if pids:
         out["server_cpu_pct"] = round(100.0 * (cpu1 - cpu0) / elapsed, 1)
     out["other_cpu_pct"] = round(procfs.foreign_cpu_pct(other0, other1, elapsed), 1)
     total = busy1[1] - busy0[1]
     if total > 0:
         out["machine_busy_pct"] = round(100.0 * (busy1[0] - busy0[0]) / total, 1)
-    return out
+    return proc, out
 
 
 def start_load(

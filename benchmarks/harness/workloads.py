@@ -9,7 +9,8 @@ itself measured.
 
 To add a workload: subclass Workload, give it a key and a title, implement
 run(ctx) with ctx.record(...) per measurement; report.py summarizes by the
-metric names it records.
+metric names it records.  A workload runs only the peers that speak its
+protocol (Peer.protocols); the HTTP ones are in http_workloads.py.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def rotated(items: list, k: int) -> list:
 class Workload:
     key = ""
     title = ""
+    protocol = "line"  # only peers whose Peer.protocols include it run here
 
     def run(self, ctx: Context) -> None:
         raise NotImplementedError
@@ -133,11 +135,24 @@ class Throughput(Workload):
     def discard_first(self, cfg: Config) -> bool:
         return False
 
+    def worker_counts(self, cfg: Config) -> tuple[int, ...]:
+        return cfg.workers
+
+    def check(self, srv: Server) -> str | None:
+        """After the start: None if the server answers as it should, else why not (it is then skipped)."""
+        return None
+
+    def load(self, srv: Server, workers: int, cfg: Config) -> dict:
+        """One measured run against srv; its metrics."""
+        return run_load(
+            srv.launch.ports, self.conns(workers), self.duration(cfg), self.mode, cfg.warmup, cfg.client_cpu, server=srv
+        )
+
     def run(self, ctx: Context) -> None:
         cfg = ctx.config
-        for workers in cfg.workers:
+        for workers in self.worker_counts(cfg):
             units = []
-            for peer in (p for p in ctx.peers if self.key in p.workloads):
+            for peer in (p for p in ctx.peers if p.takes(self.key, self.protocol)):
                 variants = peer.variants(self.listeners)
                 if not variants:
                     ctx.note(
@@ -148,15 +163,18 @@ class Throughput(Workload):
             servers: dict[tuple[str, str], Server] = {}
             try:
                 for peer, variant in units:
-                    launch = Launch(free_ports(self.listeners), workers, variant, once=self.mode == "conn")
+                    launch = Launch(
+                        free_ports(self.listeners), workers, variant, once=self.mode == "conn", protocol=self.protocol
+                    )
                     srv = Server(peer, launch, ctx.log_dir)
                     try:
                         srv.start()
+                        wrong = self.check(srv)
                     except ServerError as exc:
+                        wrong = "did not start: %s" % exc
+                    if wrong:
                         srv.stop()
-                        ctx.note(
-                            "workload %s N=%d: %s %s did not start: %s" % (self.key, workers, peer.name, variant, exc)
-                        )
+                        ctx.note("workload %s N=%d: %s %s %s" % (self.key, workers, peer.name, variant, wrong))
                         continue
                     servers[(peer.name, variant)] = srv
                 live = [u for u in units if (u[0].name, u[1]) in servers]
@@ -178,15 +196,7 @@ class Throughput(Workload):
                             )
                         busy = wait_quiet(cfg.quiet_wait_s)
                         try:
-                            metrics = run_load(
-                                srv.launch.ports,
-                                self.conns(workers),
-                                self.duration(cfg),
-                                self.mode,
-                                cfg.warmup,
-                                cfg.client_cpu,
-                                server=srv,
-                            )
+                            metrics = self.load(srv, workers, cfg)
                         except ServerError as exc:
                             ctx.note("workload %s N=%d: %s %s: %s" % (self.key, workers, peer.name, variant, exc))
                             continue
@@ -255,7 +265,7 @@ class ProcessFigures(Workload):
 
     def run(self, ctx: Context) -> None:
         cfg = ctx.config
-        units = [(peer, "default") for peer in ctx.peers if self.key in peer.workloads]
+        units = [(peer, "default") for peer in ctx.peers if peer.takes(self.key, self.protocol)]
         for workers in cfg.workers:
             for rep in range(cfg.repeat):
                 for peer, variant in rotated(units, rep):
@@ -545,3 +555,7 @@ WORKLOADS: dict[str, type[Workload]] = {
     cls.key: cls for cls in (EchoPerConnection, EchoPersistent, EchoTwoListeners, ProcessFigures, InetStartup,
                              PoolGrowth)
 }
+# The HTTP workloads subclass Throughput above, so they are imported last.
+from .http_workloads import HTTP_WORKLOADS  # noqa: E402
+
+WORKLOADS.update(HTTP_WORKLOADS)
