@@ -98,3 +98,18 @@ def test_control_one_connection_per_child_is_seen_waiting(serve):
         assert b" 408 " in stalled.recv(4096)
     print(f"\ncontrol: second client waited {took:.2f} s behind a half-sent head")
     assert took >= 1.0
+
+
+def test_a_response_nobody_reads_is_abandoned_after_timeout_and_the_child_goes_on(serve):
+    server = serve("--app", APP, "--max_servers", "1", "--max_requests", "0", "--timeout", "1", "--log_level", "3")
+    server.wait_children(1)
+    child = server.children()[0]
+    with socket.create_connection(server.addr, timeout=10) as lazy:
+        lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        lazy.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while "abandoned" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "HTTP response to 127.0.0.1 abandoned after" in server.log()
+        assert timed_request(server.addr) < 1.0
+    assert server.children() == [child]  # the same child: nothing crashed

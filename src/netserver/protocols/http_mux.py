@@ -208,7 +208,7 @@ class Multiplexer:
         for fd in self.listening:
             try:
                 if on:
-                    self.poller.register(fd, select.EPOLLIN)
+                    self.poller.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
                 else:
                     self.poller.unregister(fd)
             except OSError:
@@ -370,7 +370,9 @@ class Multiplexer:
 
     def close(self, conn: MuxConnection, linger: bool = True) -> None:
         """End a connection; with unread input, FIN first and read it away briefly (no reset)."""
-        if linger and not conn.eof:
+        if linger and not conn.eof and conn.readable:
+            # Only input that arrived since the last read to EAGAIN (a new edge: readable) can be
+            # unread; otherwise nothing is, and a plain close sends no reset.
             try:
                 unread = conn.sock.recv(65536, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
@@ -388,10 +390,7 @@ class Multiplexer:
         self.conns.pop(conn.fd, None)
         if conn.pending is not None:
             self.abandon(conn)
-        try:
-            self.poller.unregister(conn.fd)
-        except (OSError, ValueError):
-            pass
+        # No epoll_ctl: closing the socket (post_process_request) takes it out of the epoll set.
         server = self.server
         client = conn.client
         client.drain_on_close = False  # done above, without blocking the child
@@ -400,6 +399,14 @@ class Multiplexer:
         server.post_client_connection_hook(client)
         server.status.connections(len(self.conns))
         self.update_listeners()
+
+    def abandon(self, conn: MuxConnection) -> None:
+        """A response cut short (its client stopped reading, or the child is ending): close its iterable."""
+        response, _, result, environ, request, started = conn.pending
+        conn.pending = None
+        self.close_result(result, request)
+        self.server.log(3, "HTTP response to %s abandoned after %d bytes", conn.client.peeraddr, response.body_sent)
+        self.server.access_log.write(environ, response, time.monotonic() - started)
 
     def linger_read(self, conn: MuxConnection) -> None:
         while True:
