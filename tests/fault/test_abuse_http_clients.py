@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from conftest import HANDLERS
+
 APP = "http_load_apps:route"
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -113,3 +115,35 @@ def test_a_response_nobody_reads_is_abandoned_after_timeout_and_the_child_goes_o
         assert "HTTP response to 127.0.0.1 abandoned after" in server.log()
         assert timed_request(server.addr) < 1.0
     assert server.children() == [child]  # the same child: nothing crashed
+
+
+def test_a_failing_hook_costs_its_connection_not_the_child(serve):
+    server = serve("--max_servers", "1", "--max_requests", "0", script=str(HANDLERS / "http_fragile.py"))
+    server.wait_children(1)
+    child = server.children()[0]
+    with socket.create_connection(server.addr, timeout=10) as doomed:
+        doomed.sendall(b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert doomed.recv(65536) == b""  # closed, with nothing sent
+    assert timed_request(server.addr) < 1.0
+    assert "HTTP connection from 127.0.0.1 failed; closing it" in server.log()
+    assert "the environ hook failed on purpose" in server.log()
+    assert server.children() == [child]
+
+
+@pytest.mark.parametrize("per_child", ["1000", "1"], ids=["multiplexing", "one-connection"])
+def test_a_file_sent_to_a_slow_reader_arrives_whole(serve, per_child):
+    from http_load_apps import PATTERN
+
+    server = serve("--app", "http_load_apps:big_file", "--max_servers", "1", "--max_connections", per_child)
+    server.wait_children(1)
+    with socket.create_connection(server.addr, timeout=10) as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := slow.recv(65536):
+            data += chunk
+            if len(data) < 1 << 20:
+                time.sleep(0.002)  # the first MiB slowly: the server meets a full socket and resumes
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"Content-Length: %d" % len(PATTERN) in head and b"chunked" not in head, head
+    assert body == PATTERN

@@ -31,3 +31,20 @@ def route(environ, start_response):
     if environ["PATH_INFO"] == "/big":
         return big(environ, start_response)
     return hello(environ, start_response)
+
+
+PATTERN = bytes(range(256)) * 16384  # 4 MiB whose every byte says where it is
+
+
+def big_file(environ, start_response):
+    """A 4 MiB regular file through wsgi.file_wrapper: sendfile on a plain socket."""
+    import tempfile
+
+    path = os.path.join(tempfile.gettempdir(), "netserver-test-big-%d" % os.getpid())
+    if not os.path.exists(path):
+        with open(path, "wb") as out:
+            out.write(PATTERN)
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    handle = open(path, "rb")
+    os.unlink(path)  # the open file stays readable; nothing is left behind
+    return environ["wsgi.file_wrapper"](handle)

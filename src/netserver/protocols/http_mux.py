@@ -32,6 +32,7 @@ leaves when none is left.
 
 from __future__ import annotations
 
+import os
 import resource
 import select
 import socket
@@ -61,7 +62,7 @@ LINGER = 0.5  # seconds a closed connection is read away for, so its last respon
 class BufferedSender:
     """A Response's sender that never blocks: bytes queue in ``out`` and go as the socket takes them."""
 
-    sock = None  # no sendfile here: a file_wrapper body is pulled in blocks like any iterable
+    sock = None  # the Response's own sendfile path is the blocking one's; here FileSend does it
 
     def __init__(self, conn: MuxConnection) -> None:
         self.conn = conn
@@ -108,6 +109,48 @@ def _wait(sock: socket.socket, events: int, deadline: float) -> bool:
     poller.register(sock, events)
     left = deadline - time.monotonic()
     return left > 0 and bool(poller.poll(left * 1000))
+
+
+class FileSend:
+    """A file_wrapper body of a regular file, sent with sendfile(2) as the socket drains."""
+
+    __slots__ = ("fd", "offset", "left")
+
+    def __init__(self, fd: int, offset: int, count: int) -> None:
+        self.fd, self.offset, self.left = fd, offset, count
+
+    @classmethod
+    def of(cls, wrapper: FileWrapper, response: Response) -> FileSend | None:
+        """The sendfile plan for this body, or None (not a regular file with a length: iterate it)."""
+        if response.length is None or response.head_only or response.head_sent:
+            return None
+        try:
+            fd = wrapper.filelike.fileno()
+            offset = os.lseek(fd, 0, os.SEEK_CUR)
+            size = os.fstat(fd).st_size - offset
+        except (AttributeError, OSError, ValueError, TypeError):
+            return None
+        response.send_head(more=True)  # framed by the length; the body follows from the file
+        return cls(fd, offset, max(0, min(size, response.length)))
+
+    def send(self, conn: MuxConnection, response: Response) -> bool:
+        """As much as the socket takes; True once all is sent (or the file ended early)."""
+        if conn.sender.out and not conn.sender.flush():
+            return False  # the head first
+        out = conn.sock.fileno()
+        while self.left:
+            try:
+                sent = os.sendfile(out, self.fd, self.offset, self.left)
+            except BlockingIOError:
+                return False
+            if not sent:
+                response.keep_alive = False  # the file shrank: a short body and a close tell the client
+                break
+            self.offset += sent
+            self.left -= sent
+            response.body_sent += sent
+            conn.last_write = time.monotonic()
+        return True
 
 
 class MuxConnection(Channel):
@@ -230,7 +273,10 @@ class Multiplexer:
                 for fd, events in self.poller.poll(timeout):
                     conn = self.conns.get(fd)
                     if conn is not None:
-                        self.on_event(conn, events)
+                        try:
+                            self.on_event(conn, events)
+                        except Exception:
+                            self.lost(conn)
                     elif fd in self.listening and not server.draining:
                         self.accept(self.listening[fd])
                     elif fd == self.wakeup:
@@ -279,11 +325,17 @@ class Multiplexer:
         if client is None:
             return
         server.requests += 1  # run_client_connection's count: the first request of the connection
-        server.post_accept(client)
-        server.get_client_info(client)
-        server.post_accept_hook(client)
-        allowed = server.allow_deny(client)
-        ok = bool(allowed and server.allow_deny_hook(client))
+        try:
+            server.post_accept(client)
+            server.get_client_info(client)
+            server.post_accept_hook(client)
+            allowed = server.allow_deny(client)
+            ok = bool(allowed and server.allow_deny_hook(client))
+        except Exception:
+            server.log(1, "A connection hook failed for %s; closing it", server._peer(client), exc_info=True)
+            client.drain_on_close = False
+            server.post_process_request(client)
+            return
         if not ok:
             if allowed:
                 server.log_denied(client, "allow_deny_hook")
@@ -400,6 +452,20 @@ class Multiplexer:
         server.status.connections(len(self.conns))
         self.update_listeners()
 
+    def lost(self, conn: MuxConnection) -> None:
+        """A connection whose handling raised outside the application's call: log it, close it, go on.
+
+        The one connection is lost; the child and its other connections are not.
+        """
+        self.server.log(1, "HTTP connection from %s failed; closing it", conn.client.peeraddr, exc_info=True)
+        conn.queued = False
+        if conn.fd in self.conns:
+            try:
+                self.close(conn, linger=False)
+            except Exception:
+                self.conns.pop(conn.fd, None)
+                self.server.log(1, "Closing the connection from %s failed too", conn.client.peeraddr, exc_info=True)
+
     def abandon(self, conn: MuxConnection) -> None:
         """A response cut short (its client stopped reading, or the child is ending): close its iterable."""
         response, _, result, environ, request, started = conn.pending
@@ -429,7 +495,9 @@ class Multiplexer:
                     conn.lingering = 0.0
                     self.close(conn, linger=False)
                 continue
-            if conn.sender.out:
+            waiting_to_write = conn.sender.out or (conn.pending is not None and not conn.queued
+                                                   and type(conn.pending[1]) is FileSend)
+            if waiting_to_write:
                 if now - conn.last_write > self.io_timeout:
                     self.close(conn, linger=False)  # it stopped reading its response
                 continue
@@ -457,12 +525,15 @@ class Multiplexer:
             conn.queued = False
             if conn.fd not in self.conns:
                 continue
-            if conn.pending is not None:
-                self.pump(conn)
-            else:
-                self.start(conn)
-            if conn.fd in self.conns and conn.pending is None and not conn.sender.out:
-                self.after_flush(conn)
+            try:
+                if conn.pending is not None:
+                    self.pump(conn)
+                else:
+                    self.start(conn)
+                if conn.fd in self.conns and conn.pending is None and not conn.sender.out:
+                    self.after_flush(conn)
+            except Exception:
+                self.lost(conn)
 
     def start(self, conn: MuxConnection) -> None:
         request = conn.ready_request(self.buffer_body)
@@ -496,9 +567,11 @@ class Multiplexer:
                 response.send_body(result)
                 self.finish(conn, response, result, environ, request, started)
                 return
+            body: Any = None
             if isinstance(result, FileWrapper):
-                response.adopt_file_length(result)  # no sendfile here: copied in blocks, but framed
-            conn.pending = (response, iter(result), result, environ, request, started)
+                response.adopt_file_length(result)
+                body = FileSend.of(result, response)  # sendfile(2) as the socket drains
+            conn.pending = (response, body or iter(result), result, environ, request, started)
         except BaseException as error:
             self.failed(conn, response, result, environ, request, started, error)
             return
@@ -516,6 +589,11 @@ class Multiplexer:
         server = self.server
         server._in_request = True
         try:
+            if type(iterator) is FileSend:
+                if iterator.send(conn, response):
+                    conn.pending = None
+                    self.finish(conn, response, result, environ, request, started)
+                return
             while len(conn.sender.out) < OUT_LIMIT:
                 try:
                     data = next(iterator)
