@@ -321,6 +321,9 @@ PREFORK_SIMPLE_OPTIONS: tuple[Option, ...] = (
     Option("sig_passthrough", signal_names, (),
            "Signals the parent forwards to every child (e.g. USR1,USR2). Repeatable.", multi=True,
            metavar="SIGNALS"),
+    Option("max_child_lifetime", seconds(allow_zero=True), 0.0,
+           "Seconds a child serves before it finishes what it holds, leaves and is replaced (as at "
+           "max_requests); 0 means no limit. Default 0.", metavar="SECONDS"),
 )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import time
 
 from .. import serialize, status
 
@@ -62,6 +63,7 @@ class PreForkChild:
         limit = self.options.max_requests
         lock = self.lock
         report = self.status
+        retire_at = self.retire_at()
         while not self.draining:
             # Flags are set by the Python-level handler; a signal not yet seen
             # there leaves a byte in the wakeup fd, which ends the poll at once.
@@ -78,7 +80,11 @@ class PreForkChild:
             ready = None
             try:
                 while ready is None:
-                    events = poller.poll()
+                    wait = -1.0 if retire_at is None else max(0.0, retire_at - time.monotonic())
+                    events = poller.poll(wait)
+                    if not events and retire_at is not None and time.monotonic() >= retire_at:
+                        self.draining = True  # max_child_lifetime, reached while idle
+                        break
                     if any(fd == death for fd, _ in events):
                         self.draining = True
                         lock.parent_gone()
@@ -102,7 +108,14 @@ class PreForkChild:
                 report.idle()
                 if (limit and self.requests >= limit) or self.done():
                     self.draining = True
+                if retire_at is not None and time.monotonic() >= retire_at:
+                    self.draining = True  # max_child_lifetime
         poller.close()
+
+    def retire_at(self) -> float | None:
+        """When max_child_lifetime ends this child (monotonic), or None: no limit."""
+        lifetime = getattr(self.options, "max_child_lifetime", 0.0)
+        return time.monotonic() + lifetime if lifetime else None
 
     # ------------------------------------------------------------ dequeue
     def dequeue(self) -> None:

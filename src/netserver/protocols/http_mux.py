@@ -225,6 +225,7 @@ class Multiplexer:
         self.header_timeout = options.timeout_header
         self.io_timeout = options.timeout or 3600.0
         self.limit = options.max_requests
+        self.retire_at = server.retire_at()  # max_child_lifetime
         self.poller = select.epoll()
         self.conns: dict[int, MuxConnection] = {}
         self.run_queue: deque[MuxConnection] = deque()
@@ -267,7 +268,7 @@ class Multiplexer:
                     self.drain()
                     if not self.conns:
                         return
-                timeout = 0 if self.run_queue else (SWEEP if self.conns or self.deferred else -1)
+                timeout = 0 if self.run_queue else (SWEEP if self.conns or self.deferred or self.retire_at else -1)
                 if self.deferred and not self.run_queue:
                     timeout = max(0.0, min(timeout, self.deferred - time.monotonic()))
                 for fd, events in self.poller.poll(timeout):
@@ -292,6 +293,8 @@ class Multiplexer:
                 if now >= self.next_sweep:
                     self.next_sweep = now + SWEEP
                     self.sweep(now)
+                    if self.retire_at is not None and now >= self.retire_at:
+                        server.draining = True  # max_child_lifetime: drain as at max_requests
         finally:
             for conn in list(self.conns.values()):
                 self.close(conn, linger=False)
