@@ -268,6 +268,7 @@ class NetServerPreFork(NetServer):
 
     name = "netserver-prefork"
     label = "netserver PreFork"
+    protocols = ("line",)  # its HTTP twin is http_peers' netserver-prefork-http
     perl_peer = "perl-prefork"
     grows = True
     note = "this project's PreFork, the same handler; throughput with the pool pinned (min_servers = max_servers = N)"
@@ -309,6 +310,7 @@ class PerlFork(ForkPeer, Perl):
 class NetServerFork(ForkPeer, NetServer):
     name = "netserver-fork"
     label = "netserver Fork"
+    protocols = ("line",)
     wchan = (EPOLL,)
     note = "this project's Fork: the parent epoll()s, accepts and forks per connection, at most max_servers"
 
@@ -335,6 +337,7 @@ class PerlInet(Perl):
 class NetServerInet(NetServer):
     name = "netserver-inet"
     label = "netserver INET"
+    protocols = ("line",)
     workloads = ("5",)
     perl_peer = "perl-inet"
     note = "this project's INET under systemd-socket-activate --inetd -a (python -S, as the other Python peers)"
