@@ -29,7 +29,8 @@ process_request(self, client) (it is mixed in front of the personality), or a
 Server subclass.  Without --handler it runs the demo line service.  handler and
 server_type may also come from the conf file; the command line wins.  Several
 server_type names (repeated, or a comma list) are tried in order: the first
-that loads with the handler runs (Net::Server's MultiType).
+that loads with the handler runs (Net::Server's MultiType).  --app MODULE:ATTR
+serves a WSGI application over HTTP/1.1 instead (needs httptools: the http extra).
 Personalities: {names}.  Default: {default}.
 
 """
@@ -194,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         from .usage import help_text
 
         intro = INTRO.format(names=", ".join(PERSONALITIES), default=DEFAULT_PERSONALITY.personality)
-        print(help_text(cls, "netserver", "[--handler MODULE:ATTR] [--server_type NAME[,NAME...]] [--OPTION VALUE ...]",
-                        intro))
+        print(help_text(cls, "netserver", "[--handler MODULE:ATTR | --app MODULE:ATTR] [--server_type NAME[,NAME...]] "
+                        "[--OPTION VALUE ...]", intro))
         return 0
     if "--version" in args:
         from . import __version__
