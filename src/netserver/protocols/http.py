@@ -82,7 +82,6 @@ class Request:
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.body = bytearray()
-        self.started = time.monotonic()
 
     @property
     def has_body(self) -> bool:
@@ -120,7 +119,7 @@ class RequestStream:
         self._parser = httptools.HttpRequestParser(self)
         self._current: Request | None = None
         self._receiving: Request | None = None   # whose body the next on_body belongs to
-        self._url = bytearray()
+        self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._fed_in_head = 0
@@ -206,15 +205,16 @@ class RequestStream:
 
     # ------------------------------------------------------------------ httptools callbacks
     def on_message_begin(self) -> None:
-        self._current = Request()
-        self._url.clear()
-        self._headers = []
+        self._current = request = Request()
+        self._url = b""
+        self._headers = request.headers  # filled in place: the request's own list
         self._header_bytes = 0
         self.in_head = True
         self.head_started = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
+        # Usually one piece; a target split across reads arrives in several.
+        self._url = self._url + url if self._url else url
         if len(self._url) > self.limits.request_line:
             raise HTTPError(414, "request target longer than %d bytes" % self.limits.request_line)
 
@@ -239,8 +239,7 @@ class RequestStream:
         parser = self._parser
         request.method = parser.get_method().decode("ascii")
         request.version = version = parser.get_http_version()
-        request.target = bytes(self._url)
-        request.headers = self._headers
+        request.target = self._url
         request.keep_alive = parser.should_keep_alive()
         request.upgrade = parser.should_upgrade()
         self.in_head = False
