@@ -11,6 +11,21 @@ from support import procs
 from support.clients import connect, read_line
 
 
+def one_http_child(serve, *options: str):
+    """A one-child HTTP server, its child's pid, and a way to open a connection to it."""
+    server = serve("--app", "http_load_apps:hello", "--max_servers", "1", *options)
+    (child,) = server.wait_children(1)
+    host, port = server.addr
+    return server, child, lambda: http.client.HTTPConnection(host, port, timeout=10)
+
+
+def hello(conn: http.client.HTTPConnection) -> http.client.HTTPResponse:
+    conn.request("GET", "/")
+    response = conn.getresponse()
+    assert response.read() == b"Hello, world!\n"
+    return response
+
+
 @pytest.mark.parametrize("personality", ["PreForkSimple", "PreFork"])
 def test_idle_line_children_are_replaced_after_their_lifetime(serve, personality):
     server = serve("--server_type", personality, "--max_servers", "2", "--min_servers", "2",
@@ -24,17 +39,12 @@ def test_idle_line_children_are_replaced_after_their_lifetime(serve, personality
 
 
 def test_a_busy_http_child_drains_at_its_lifetime(serve):
-    server = serve("--app", "http_load_apps:hello", "--max_servers", "1", "--max_child_lifetime", "1",
-                   "--max_requests", "0")
-    (first,) = server.wait_children(1)
-    host, port = server.addr
-    conn = http.client.HTTPConnection(host, port, timeout=10)
+    server, first, connect_http = one_http_child(serve, "--max_child_lifetime", "1", "--max_requests", "0")
+    conn = connect_http()
     deadline = time.monotonic() + 5
     closing = None
     while time.monotonic() < deadline:
-        conn.request("GET", "/")
-        response = conn.getresponse()
-        assert response.read() == b"Hello, world!\n"
+        response = hello(conn)
         if response.getheader("Connection") == "close":
             closing = response
             break
@@ -42,3 +52,18 @@ def test_a_busy_http_child_drains_at_its_lifetime(serve):
     assert closing is not None, "no response said Connection: close within 5 s of a 1 s lifetime"
     procs.wait_until(lambda: server.children() and first not in server.children(), 10,
                      message="the child replaced")
+
+
+def test_a_draining_http_child_is_replaced_while_its_idle_connections_linger(serve):
+    """The replacement is forked when the drain starts, not when the last keep-alive connection goes."""
+    server, first, connect_http = one_http_child(serve, "--max_requests", "2", "--keepalive_timeout", "5")
+    idle = connect_http()
+    hello(idle)  # request 1 (counted at accept); now idle
+    busy = connect_http()
+    assert hello(busy).getheader("Connection") == "close"
+    # The first child still holds the idle connection (for up to keepalive_timeout), and a new one serves.
+    procs.wait_until(lambda: len(server.children()) == 2 and first in server.children(), 4,
+                     message="a replacement beside the draining child")
+    idle.close()
+    busy.close()
+    procs.wait_until(lambda: first not in server.children(), 10, message="the drained child gone")

@@ -33,13 +33,28 @@ class PreForkChild:
             self.dequeue()
             return
         os.write(ready_write, status.READY)  # the parent marks our slot idle when it reads this
+        self._ready_write = ready_write
         try:
             self.child_loop()
         finally:
-            try:
-                os.write(ready_write, status.LEAVING)  # the parent forks our replacement now
-            except OSError:
-                pass  # the parent is gone
+            self.announce_leaving()
+
+    _ready_write = -1
+
+    def announce_leaving(self) -> None:
+        """Tell the parent, once, that this child takes no more work: it forks the replacement now.
+
+        A child that drains for a while (an HTTP child letting its keep-alive
+        connections finish) says so when it starts, so the pool is not short
+        of a child for the length of the drain.
+        """
+        if self._ready_write < 0:
+            return
+        try:
+            os.write(self._ready_write, status.LEAVING)
+        except OSError:
+            pass  # the parent is gone
+        self._ready_write = -1
 
     def _child_flags(self) -> None:
         # The wakeup fd carries every signal (a user's USR1 too): only ours end the loop.

@@ -308,6 +308,8 @@ class Multiplexer:
             self.listening = {}
             self.server.close_listeners()
             self.server.status.state(status.LEAVING_STATE)  # siblings no longer count on this child
+            if self.conns:
+                self.server.announce_leaving()  # the replacement need not wait for our keep-alive drain
 
     # ------------------------------------------------------------------ connections
     def accept(self, listener: Any) -> None:
