@@ -174,7 +174,22 @@ class SocketWriter:
         self.closed = True
 
 
-class Connection:
+class _StreamClient:
+    """What every stream client (a socket, or INET's pipe pair) offers through its rfile and wfile."""
+
+    rfile: LineReader
+    wfile: SocketWriter | PipeWriter
+
+    def send(self, data: bytes) -> int:
+        return self.wfile.write(data)
+
+    @property
+    def closing(self) -> bool:
+        """A graceful stop or a HUP asked this connection to end at its next idle point."""
+        return self.rfile.close_when_idle
+
+
+class Connection(_StreamClient):
     """One accepted client (TCP or unix stream).
 
     Attributes: ``sock``, ``rfile``, ``wfile``, ``peeraddr``, ``peerport``,
@@ -221,14 +236,6 @@ class Connection:
                 name = self.sock.getsockname()
                 self._local = (normalise_ip(name[0]), name[1])
         return self._local
-
-    def send(self, data: bytes) -> int:
-        return self.wfile.write(data)
-
-    @property
-    def closing(self) -> bool:
-        """A graceful stop or a HUP asked this connection to end at its next idle point."""
-        return self.rfile.close_when_idle
 
     def close_when_idle(self) -> None:
         """End the connection at its next idle point: now, if it is idle.
@@ -407,7 +414,7 @@ class PipeWriter(SocketWriter):
         return len(data)
 
 
-class PipeConnection:
+class PipeConnection(_StreamClient):
     """A client on two fds (INET under a superserver that passes a pipe pair): a ``Connection``'s API.
 
     ``rfile`` and ``wfile`` keep their contract (``max_line_length``, the
@@ -432,14 +439,6 @@ class PipeConnection:
         reader.max_line_length = max_line_length
         self.rfile = reader
         self.wfile = PipeWriter(write_fd, timeout)
-
-    def send(self, data: bytes) -> int:
-        return self.wfile.write(data)
-
-    @property
-    def closing(self) -> bool:
-        """A graceful stop or a HUP asked this connection to end at its next idle point."""
-        return self.rfile.close_when_idle
 
     def close_when_idle(self) -> None:
         """As Connection's: the wakeup fd ends the poll of an idle read, which then sees EOF."""

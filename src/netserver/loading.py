@@ -9,11 +9,20 @@ import sys
 from .errors import ConfigError
 
 
-def load_object(spec: str, option: str, origin: str = "command line") -> object:
-    """Import MODULE and return its ATTR (dotted); every failure is a ConfigError naming ``option``."""
+def split_spec(spec: str) -> tuple[str, str]:
+    """'package.module:attr' -> ('package.module', 'attr'); ValueError if either part is missing."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ConfigError(option, spec, origin, "is not MODULE:ATTR")
+        raise ValueError("is not MODULE:ATTR")
+    return module_name, attr
+
+
+def load_object(spec: str, option: str, origin: str = "command line") -> object:
+    """Import MODULE and return its ATTR (dotted); every failure is a ConfigError naming ``option``."""
+    try:
+        module_name, attr = split_spec(spec)
+    except ValueError as error:
+        raise ConfigError(option, spec, origin, str(error)) from None
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:

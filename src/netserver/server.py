@@ -541,13 +541,7 @@ class Server:
             self._in_request = True
             if self._stop_requested:
                 raise StopServer(15)
-            self.post_accept(client)                        # per-connection setup
-            self.get_client_info(client)                    # peer names, CONNECT log line
-            self.post_accept_hook(client)                   # user
-            allowed = self.allow_deny(client)
-            ok = bool(allowed and self.allow_deny_hook(client))
-            if allowed and not ok:
-                self.log_denied(client, "allow_deny_hook")
+            ok = self.admit(client)                         # setup, client info, allow/deny
             if ok:
                 self.process_request(client)                # user: the service
             else:
@@ -568,6 +562,21 @@ class Server:
             self.client = None
             self.post_process_request(client)               # close the client
         self.post_client_connection_hook(client)            # user
+
+    def admit(self, client: Connection | Datagram) -> bool:
+        """The phases before the service, in order; True if the client is allowed.
+
+        run_client_connection and the HTTP multiplexer (which admits a
+        connection when it is accepted, and serves it later) both use it.
+        """
+        self.post_accept(client)                            # per-connection setup
+        self.get_client_info(client)                        # peer names, CONNECT log line
+        self.post_accept_hook(client)                       # user
+        allowed = self.allow_deny(client)
+        ok = bool(allowed and self.allow_deny_hook(client))
+        if allowed and not ok:
+            self.log_denied(client, "allow_deny_hook")
+        return ok
 
     @staticmethod
     def _peer(client: Connection | Datagram) -> str:

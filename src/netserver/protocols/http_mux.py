@@ -331,19 +331,13 @@ class Multiplexer:
             return
         server.requests += 1  # run_client_connection's count: the first request of the connection
         try:
-            server.post_accept(client)
-            server.get_client_info(client)
-            server.post_accept_hook(client)
-            allowed = server.allow_deny(client)
-            ok = bool(allowed and server.allow_deny_hook(client))
+            ok = server.admit(client)
         except Exception:
             server.log(1, "A connection hook failed for %s; closing it", server._peer(client), exc_info=True)
             client.drain_on_close = False
             server.post_process_request(client)
             return
         if not ok:
-            if allowed:
-                server.log_denied(client, "allow_deny_hook")
             server.request_denied_hook(client)
             server.post_process_request_hook(client, False)
             server.post_process_request(client)

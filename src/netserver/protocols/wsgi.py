@@ -37,7 +37,7 @@ from urllib.parse import unquote_to_bytes
 from .. import __version__
 from ..connection import timeval
 from ..errors import ConfigError
-from ..loading import load_object
+from ..loading import load_object, split_spec
 from ..options import Option, cidr_blocks, integer, optional, seconds, text
 from ..supervisor import Supervisor
 from . import http
@@ -52,9 +52,10 @@ def wsgi_app(value: Any) -> Any:
     if callable(value):
         return value
     spec = text(value)
-    module, _, attr = spec.partition(":")
-    if not module or not attr:
-        raise ValueError("is not MODULE:ATTR (for example myproject.wsgi:application)")
+    try:
+        split_spec(spec)
+    except ValueError as error:
+        raise ValueError(f"{error} (for example myproject.wsgi:application)") from None
     return spec
 
 
