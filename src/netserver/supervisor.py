@@ -362,6 +362,14 @@ class Supervisor(ChildLinks, Server):
         except OSError:
             data = b""
         if not data:
+            # Its write end closed: the child is exiting (the kernel closes a dying
+            # process's files before it becomes a zombie and SIGCHLD is sent).  Marked
+            # leaving, a booted server child is replaced by the top_up that follows.  One
+            # that closed the pipe itself and lives on is told to finish and go (HUP; the
+            # pid is ours and not yet reaped), so the pool comes back to its size.
+            if child.booted and child.kind == "server" and not child.leaving:
+                child.leaving = True
+                os.kill(child.pid, signal.SIGHUP)
             self._close_ready(child)
             return
         if status.READY in data and not child.booted:

@@ -42,6 +42,23 @@ def test_the_parent_sees_each_child_idle_or_busy_with_its_client(serve, marks):
     assert read_board(server, marks)[busy[0]] == ["server", "idle", "1", "-"]
 
 
+def test_a_child_whose_ready_pipe_closes_is_replaced_before_it_is_reaped(serve, marks):
+    """The kernel closes a dying child's files before it becomes a zombie: the parent forks the
+    replacement at that end of file rather than after SIGCHLD and the reap."""
+    server = serve("--handler", "prefork_handlers:ClosesReadyPipe", "--max_servers", "2",
+                   env={"MARK_DIR": str(marks)})
+    kids = set(server.wait_children(2))
+    with connect(server.addr, timeout=10) as sock:
+        sock.sendall(b"exit-slowly\n")
+        lingering = int(read_line(sock))
+        assert lingering in kids
+        # The lingering child is still alive for 3 s: the pool has a third member meanwhile.
+        procs.wait_until(lambda: len(server.children()) == 3 and lingering in server.children(), 2.5,
+                         message="a replacement beside the child whose pipe closed")
+    procs.wait_until(lambda: lingering not in server.children() and len(server.children()) == 2, 10,
+                     message="the lingering child reaped, the pool back to 2")
+
+
 def test_ttin_and_ttou_move_the_pool_by_one_and_hup_restores_it(serve):
     server = serve("--max_servers", "2")
     server.wait_children(2)

@@ -81,3 +81,16 @@ class ExecFails(PreForkSimple):
 
     def process_request(self, client):
         client.wfile.write(b"%d\n" % os.getpid())
+
+
+class ClosesReadyPipe(Hooks):
+    """On 'exit-slowly', closes its end of the ready pipe (as a dying process's files are
+    closed before it is reaped), answers, and lingers in the request for 3 s."""
+
+    def process_request(self, client):
+        line = client.rfile.readline().strip()
+        client.wfile.write(b"%d\n" % os.getpid())
+        if line == b"exit-slowly":
+            os.close(self._ready_write)
+            self._ready_write = -1
+            time.sleep(3)
