@@ -279,6 +279,73 @@ class Connection(_StreamClient):
         return f"<Connection {self.proto} {self.peeraddr}:{self.peerport}>"
 
 
+class SocketClient:
+    """A client for a protocol that does its own non-blocking I/O on ``sock`` (the HTTP multiplexer).
+
+    The attributes of a Connection that hooks and access rules read, without
+    ``rfile`` and ``wfile``: reading through a buffered file would steal bytes
+    from the protocol's parser, and making them costs each connection a 16 KiB
+    buffer and four objects.  The local address is the listener's when it is
+    bound to one (no getsockname per connection).
+    """
+
+    __slots__ = ("sock", "listener", "proto", "peeraddr", "peerport", "peerhost", "drain_on_close", "_local")
+
+    data: bytes | None = None
+    closing = False  # the multiplexer drains its connections itself
+
+    def __init__(self, sock: socket.socket, peer, listener: Listener, max_line_length: int = 0,
+                 timeout: float = 0.0) -> None:
+        self.sock = sock
+        self.listener = listener
+        self.proto = proto = listener.proto
+        if proto == "unix":
+            self.peeraddr, self.peerport = "", 0
+            self._local: tuple[str, int] | None = ("", 0)
+        else:
+            self.peeraddr, self.peerport = normalise_ip(peer[0]), peer[1]
+            host = listener.host
+            self._local = None if host in _WILDCARDS else (host, listener.port)
+        self.peerhost = self.peeraddr
+        self.drain_on_close = True
+
+    @property
+    def sockaddr(self) -> str:
+        return self._local_name()[0]
+
+    @property
+    def sockport(self) -> int:
+        return self._local_name()[1]
+
+    def _local_name(self) -> tuple[str, int]:
+        if self._local is None:
+            name = self.sock.getsockname()
+            self._local = (normalise_ip(name[0]), name[1])
+        return self._local
+
+    def send(self, data: bytes) -> int:
+        self.sock.sendall(data)
+        return len(data)
+
+    def close(self) -> None:
+        sock = self.sock
+        if sock.fileno() < 0:
+            return
+        if self.drain_on_close:
+            try:
+                _drain(sock)
+            except OSError:
+                pass
+        sock.close()
+
+    def __repr__(self) -> str:
+        return f"<SocketClient {self.proto} {self.peeraddr}:{self.peerport}>"
+
+
+#: Listener hosts that say nothing about which local address a connection arrived at.
+_WILDCARDS = frozenset(("0.0.0.0", "::", ""))
+
+
 def _drain(sock: socket.socket, limit: int = 1 << 20, seconds: float = 0.5) -> None:
     """Read what the client sent unasked, after telling it we are done (FIN).
 

@@ -501,8 +501,11 @@ class Server:
         self.restart.request()
 
     # --------------------------------------------------------- one connection
-    def accept_from(self, listener: listen.Listener) -> Connection | Datagram | None:
-        """Take one client from a ready listener; None if another process won."""
+    def accept_from(self, listener: listen.Listener, client_class: type | None = None) -> Connection | Datagram | None:
+        """Take one client from a ready listener; None if another process won.
+
+        ``client_class`` (default ``connection_class``) makes the client of a stream connection.
+        """
         sock = listener.sock
         try:
             if listener.proto == "udp":
@@ -521,7 +524,8 @@ class Server:
                 return None
             raise
         conn = socket.socket(listener.family, socket.SOCK_STREAM, 0, fd)
-        return self.connection_class(conn, peer, listener, self.options.max_line_length, self.options.timeout)
+        return (client_class or self.connection_class)(conn, peer, listener, self.options.max_line_length,
+                                                       self.options.timeout)
 
     _emfile_logged = 0.0
 

@@ -13,14 +13,20 @@ client that never reads stalls only itself.
 Why these choices:
 
 * No accept lock: a child may not block in a lock while its own
-  connections wait.  The listeners are watched without EPOLLEXCLUSIVE, so
-  a new connection wakes the children idle in epoll and one of them takes
-  it; a child busy in the application is not waiting and does not compete,
-  which spreads connections to the idle children.  Each wake-up accepts one
-  connection, and a child at ``max_connections`` stops watching the
+  connections wait.  The listeners are watched with EPOLLEXCLUSIVE, so a
+  new connection wakes one child idle in epoll; a child busy in the
+  application is not waiting and does not compete, which spreads
+  connections to the idle children (and a child holding far more than a
+  sibling leaves the next one to it for a moment).  Each wake-up accepts
+  one connection, and a child at ``max_connections`` stops watching the
   listeners until one of its connections ends.
-* Edge-triggered connection sockets: each is registered once, for input and
-  output, so serving a request costs no epoll_ctl.
+* Edge-triggered connection sockets, registered for input only: a response
+  that fits the socket buffer costs no epoll_ctl and no output event.  The
+  first send the socket pushes back on adds output (once, for the rest of
+  the connection).
+* The client object is a SocketClient, without a Connection's buffered
+  rfile and wfile, and the environ's fixed keys come from a template per
+  listener: a connection costs what it must.
 * A body larger than ``buffer_body`` streams through ``wsgi.input``: the
   child then waits on that client alone, under ``timeout``.
 
@@ -41,6 +47,7 @@ from collections import deque
 from typing import Any
 
 from .. import status
+from ..connection import SocketClient
 from . import http
 from .response import AppError, Response
 from .wsgi import Channel
@@ -83,6 +90,7 @@ class BufferedSender:
         if done < len(data):
             self.out += data[done:]
             self.conn.last_write = time.monotonic()
+            self.conn.want_output()
 
     def flush(self) -> bool:
         """Write what the socket takes; True once the buffer is empty."""
@@ -91,6 +99,7 @@ class BufferedSender:
             try:
                 done = self.conn.sock.send(out)
             except BlockingIOError:
+                self.conn.want_output()
                 return False
             del out[:done]
             self.conn.last_write = time.monotonic()
@@ -142,6 +151,7 @@ class FileSend:
             try:
                 sent = os.sendfile(out, self.fd, self.offset, self.left)
             except BlockingIOError:
+                conn.want_output()
                 return False
             if not sent:
                 response.keep_alive = False  # the file shrank: a short body and a close tell the client
@@ -156,10 +166,11 @@ class FileSend:
 class MuxConnection(Channel):
     """One connection of a multiplexing child: the blocking Channel's request logic, non-blocking I/O."""
 
-    def __init__(self, server: Any, client: Any) -> None:
+    def __init__(self, server: Any, client: Any, mux: Multiplexer) -> None:
+        self.mux = mux
         super().__init__(server, client)
         self.fd = self.sock.fileno()
-        self.sender = BufferedSender(self)   # replaces the blocking sender
+        self.out_armed = False     # watched for output: only once the socket has pushed back
         now = time.monotonic()
         self.last_read = self.last_write = now
         self.queued = False        # in the child's run queue
@@ -169,6 +180,18 @@ class MuxConnection(Channel):
         self.lingering = 0.0       # deadline of the read-away after our FIN
         self.readable = True       # an input edge not yet read to EAGAIN
         self.skip_limit = server.options.buffer_body
+
+    def make_sender(self) -> BufferedSender:
+        return BufferedSender(self)
+
+    def make_base_environ(self) -> dict[str, Any]:
+        return self.mux.base_environ(self)
+
+    def want_output(self) -> None:
+        """Watch the socket for room to write (an edge comes at once if there is room already)."""
+        if not self.out_armed:
+            self.out_armed = True
+            self.mux.poller.modify(self.fd, IN | OUT | EDGE)
 
     # ------------------------------------------------------------------ blocking pieces, for big bodies
     def read_more(self, request: http.Request) -> None:
@@ -234,6 +257,7 @@ class Multiplexer:
         self.next_sweep = 0.0
         self.deferred = 0.0        # until when this child leaves new connections to its siblings
         self.waited = False        # it has left one once: the next it takes
+        self.templates: dict[Any, dict[str, Any]] = {}  # per listener: the environ keys it fixes
         for listener in server.listeners:
             listener.sock.setblocking(False)
             self.listening[listener.fileno()] = listener
@@ -241,6 +265,21 @@ class Multiplexer:
         self.poller.register(self.wakeup, select.EPOLLIN)
         self.poller.register(self.death, select.EPOLLIN)
         self.watch_listeners(True)
+
+    def base_environ(self, conn: MuxConnection) -> dict[str, Any]:
+        """A connection's fixed environ keys: its listener's template, with the two ends' addresses."""
+        client = conn.client
+        template = self.templates.get(client.listener)
+        if template is None:
+            # Made once per listener: wsgi.errors is then one stream for the child's connections,
+            # which take turns (one request at a time), so their lines do not mix.
+            template = self.templates[client.listener] = conn._base_environ()
+            return template.copy()
+        base = template.copy()
+        if client.proto != "unix":
+            base["SERVER_NAME"], base["SERVER_PORT"] = client.sockaddr, str(client.sockport)
+            base["REMOTE_ADDR"], base["REMOTE_PORT"] = client.peeraddr, str(client.peerport)
+        return base
 
     def update_listeners(self) -> None:
         """Watch the listeners exactly while this child should take connections."""
@@ -326,7 +365,7 @@ class Multiplexer:
                 return
         # Having waited once, take it: the sibling may be held up by a long request.
         self.waited = False
-        client = server.accept_from(listener)
+        client = server.accept_from(listener, SocketClient)
         if client is None:
             return
         server.requests += 1  # run_client_connection's count: the first request of the connection
@@ -344,9 +383,9 @@ class Multiplexer:
             server.post_client_connection_hook(client)
             return
         client.sock.setblocking(False)
-        conn = MuxConnection(server, client)
+        conn = MuxConnection(server, client, self)
         self.conns[conn.fd] = conn
-        self.poller.register(conn.fd, IN | OUT | EDGE)
+        self.poller.register(conn.fd, IN | EDGE)  # output too, once a send finds the socket full
         server.status.connections(len(self.conns))
         if len(self.conns) >= self.cap:
             self.update_listeners()
@@ -529,14 +568,13 @@ class Multiplexer:
                     self.pump(conn)
                 else:
                     self.start(conn)
-                if conn.fd in self.conns and conn.pending is None and not conn.sender.out:
-                    self.after_flush(conn)
             except Exception:
                 self.lost(conn)
 
     def start(self, conn: MuxConnection) -> None:
         request = conn.ready_request(self.buffer_body)
         if request is None:
+            self.after_flush(conn)
             return
         server = self.server
         if conn.served:

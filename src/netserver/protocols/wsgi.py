@@ -215,15 +215,22 @@ class Channel:
         self.client = client
         self.sock: socket.socket = client.sock
         self.stream = http.RequestStream(server.http_limits)
-        # A pipe pair (INET under a superserver that passes pipes) has no socket: its reader and writer.
-        self.sender = Sender(self.sock) if self.sock is not None else Sender(None, client.wfile.write)
+        self.sender = self.make_sender()
         options = server.options
         self.keepalive = options.keepalive_timeout
         self.header_timeout = options.timeout_header
         self.body_timeout = options.timeout
         self._waits = options.timeout  # what the socket's SO_RCVTIMEO is now (inherited from the listener)
         self.served = 0
-        self.base = self._base_environ()
+        self.base = self.make_base_environ()
+
+    def make_sender(self) -> Any:
+        # A pipe pair (INET under a superserver that passes pipes) has no socket: its reader and writer.
+        return Sender(self.sock) if self.sock is not None else Sender(None, self.client.wfile.write)
+
+    def make_base_environ(self) -> dict[str, Any]:
+        """The environ keys that are the same for every request of this connection."""
+        return self._base_environ()
 
     # ------------------------------------------------------------------ the loop
     def serve(self) -> None:
