@@ -174,6 +174,28 @@ class SocketWriter:
         self.closed = True
 
 
+class _LocalName:
+    """``sockaddr`` and ``sockport``: the local end, asked of the kernel once, when first read."""
+
+    __slots__ = ()
+    sock: socket.socket
+    _local: tuple[str, int] | None
+
+    @property
+    def sockaddr(self) -> str:
+        return self._local_name()[0]
+
+    @property
+    def sockport(self) -> int:
+        return self._local_name()[1]
+
+    def _local_name(self) -> tuple[str, int]:
+        if self._local is None:
+            name = self.sock.getsockname()
+            self._local = (normalise_ip(name[0]), name[1])
+        return self._local
+
+
 class _StreamClient:
     """What every stream client (a socket, or INET's pipe pair) offers through its rfile and wfile."""
 
@@ -189,7 +211,7 @@ class _StreamClient:
         return self.rfile.close_when_idle
 
 
-class Connection(_StreamClient):
+class Connection(_LocalName, _StreamClient):
     """One accepted client (TCP or unix stream).
 
     Attributes: ``sock``, ``rfile``, ``wfile``, ``peeraddr``, ``peerport``,
@@ -218,24 +240,7 @@ class Connection(_StreamClient):
         reader.max_line_length = max_line_length
         self.rfile = reader
         self.wfile = SocketWriter(sock)
-        self._local = None
-
-    @property
-    def sockaddr(self) -> str:
-        return self._local_name()[0]
-
-    @property
-    def sockport(self) -> int:
-        return self._local_name()[1]
-
-    def _local_name(self) -> tuple[str, int]:
-        if self._local is None:
-            if self.proto == "unix":
-                self._local = ("", 0)
-            else:
-                name = self.sock.getsockname()
-                self._local = (normalise_ip(name[0]), name[1])
-        return self._local
+        self._local = ("", 0) if self.proto == "unix" else None
 
     def close_when_idle(self) -> None:
         """End the connection at its next idle point: now, if it is idle.
@@ -279,7 +284,7 @@ class Connection(_StreamClient):
         return f"<Connection {self.proto} {self.peeraddr}:{self.peerport}>"
 
 
-class SocketClient:
+class SocketClient(_LocalName):
     """A client for a protocol that does its own non-blocking I/O on ``sock`` (the HTTP multiplexer).
 
     The attributes of a Connection that hooks and access rules read, without
@@ -308,20 +313,6 @@ class SocketClient:
             self._local = None if host in _WILDCARDS else (host, listener.port)
         self.peerhost = self.peeraddr
         self.drain_on_close = True
-
-    @property
-    def sockaddr(self) -> str:
-        return self._local_name()[0]
-
-    @property
-    def sockport(self) -> int:
-        return self._local_name()[1]
-
-    def _local_name(self) -> tuple[str, int]:
-        if self._local is None:
-            name = self.sock.getsockname()
-            self._local = (normalise_ip(name[0]), name[1])
-        return self._local
 
     def send(self, data: bytes) -> int:
         self.sock.sendall(data)

@@ -53,6 +53,20 @@ def test_environ_keys_on_every_personality(serve, personality):
     assert "CONTENT_TYPE" not in environ and "CONTENT_LENGTH" not in environ
 
 
+@pytest.mark.parametrize("path", sorted(IO_PATHS))
+def test_each_connection_has_its_own_addresses_on_a_wildcard_listener(serve, path):
+    """SERVER_NAME is the address a connection reached, REMOTE_PORT its own: the fixed keys a child
+    reuses per listener never carry one connection's addresses into another's environ."""
+    server = start(serve, "--max_servers", "1", personality=IO_PATHS[path], port="0.0.0.0:0")
+    port = server.addr[1]
+    seen = []
+    for local in ("127.0.0.1", "127.0.0.2", "127.0.0.1"):
+        environ = environ_of((local, port), get("/environ", host="h"))
+        assert environ["SERVER_NAME"] == local and environ["SERVER_PORT"] == str(port)
+        seen.append(environ["REMOTE_PORT"])
+    assert len(set(seen)) == 3, seen
+
+
 @pytest.mark.parametrize("personality", sorted(PERSONALITY_ARGS))
 def test_keepalive_and_pipelining_on_every_personality(serve, personality):
     server = start(serve, personality=PERSONALITY_ARGS[personality])
