@@ -248,6 +248,7 @@ class Multiplexer:
         self.header_timeout = options.timeout_header
         self.io_timeout = options.timeout or 3600.0
         self.limit = options.max_requests
+        self.access_log = server.access_log
         self.retire_at = server.retire_at()  # max_child_lifetime
         self.poller = select.epoll()
         self.conns: dict[int, MuxConnection] = {}
@@ -354,7 +355,7 @@ class Multiplexer:
     def accept(self, listener: Any) -> None:
         server = self.server
         held = len(self.conns)
-        if held and not self.waited:
+        if held > HOARD_SLACK and not self.waited:  # fewer cannot be "far more" than any sibling's
             fewest = server.status.fewest_elsewhere()
             if fewest is not None and held > 2 * fewest + HOARD_SLACK:
                 # A sibling holds fewer: leave it this connection for a moment.  It takes the
@@ -594,7 +595,7 @@ class Multiplexer:
                             conn.skip_limit)
         conn._response = response
         environ = conn.environ(request)
-        started = time.monotonic()
+        started = time.monotonic() if self.access_log.enabled else 0.0  # only the access log's %D reads it
         server.status.busy(conn.client.peeraddr, conn.client.peerport)
         server._in_request = True
         result = None
@@ -658,7 +659,8 @@ class Multiplexer:
             keep = response.finish()
         except OSError:
             keep = False
-        self.close_result(result, request)
+        if type(result) is not list:  # a list has no close()
+            self.close_result(result, request)
         if keep and not request.complete:
             keep = self.skip_body(conn, request)
         self.done(conn, response, environ, request, started, keep)
@@ -696,11 +698,15 @@ class Multiplexer:
         stream = conn.stream
         if stream.requests and stream.requests[0] is request:
             stream.requests.popleft()
-        self.server.access_log.write(environ, response, time.monotonic() - started)
+        if self.access_log.enabled:
+            self.access_log.write(environ, response, time.monotonic() - started)
         if not keep:
             conn.close_after = True
         if conn.fd in self.conns:
-            self.write(conn)
+            if conn.sender.out:
+                self.write(conn)
+            else:
+                self.after_flush(conn)  # all sent already: what write() would find
 
 
 def serve_child(server: Any) -> None:
