@@ -10,8 +10,9 @@ WSGI application.
 from .connection import LineTooLong
 from .errors import BindError, BootFailure, ConfigError, ExitCode, NetServerError, ResolveError, StartupError
 from .options import Option
-from .personalities import INET, Fork, PreFork, PreForkSimple, Single
 from .server import Server
+
+_PERSONALITIES = ("Single", "PreForkSimple", "PreFork", "Fork", "INET")
 
 __all__ = ["BindError", "BootFailure", "ConfigError", "ExitCode", "Fork", "INET", "LineTooLong", "NetServerError",
            "Option", "PreFork", "PreForkSimple", "ResolveError", "Server", "Single", "StartupError"]
@@ -19,6 +20,12 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
+    # Each personality's module is imported when the personality is first named, so that a server
+    # pays at start-up only for the one it runs.
+    if name in _PERSONALITIES:
+        from . import personalities
+
+        return personalities.load(name)
     # WSGIProtocol needs httptools (the http extra): imported on first use, never by "import netserver".
     if name == "WSGIProtocol":
         from .protocols.wsgi import WSGIProtocol

@@ -17,11 +17,15 @@ default silently.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from .errors import ConfigError
 from .options import Option, option_table
+
+#: Options only other personalities declare -> the personality that is running (or a callable
+#: giving that map, asked only when an unknown option turns up).
+Foreign = dict[str, str] | Callable[[], dict[str, str]] | None
 
 
 class Raw(NamedTuple):
@@ -91,7 +95,7 @@ def read_conf_file(path: str, origin: str) -> list[Raw]:
 
 
 def parse_argv(argv: Iterable[str], table: dict[str, Option], origin: str = "command line",
-               foreign: dict[str, str] | None = None) -> list[Raw]:
+               foreign: Foreign = None) -> list[Raw]:
     """``--key=value``, ``--key value``, ``--key-name value``; ``--flag`` alone means on.
 
     A flag takes the next token as its value unless that token is another
@@ -130,7 +134,9 @@ def parse_argv(argv: Iterable[str], table: dict[str, Option], origin: str = "com
 
 
 def unknown_option(key: str, given: str, origin: str, table: dict[str, Option],
-                   foreign: dict[str, str] | None) -> ConfigError:
+                   foreign: Foreign) -> ConfigError:
+    if callable(foreign):
+        foreign = foreign()  # asked only now: finding other personalities' options imports them
     if foreign and key in foreign:
         return ConfigError(key, None, origin, f"is not valid for {foreign[key]}")
     # Imported here: only a mistyped option pays for difflib, never a start-up.
@@ -159,7 +165,7 @@ class Layered(NamedTuple):
 
 
 def layer(sources: list[list[Raw]], table: dict[str, Option],
-          foreign: dict[str, str] | None = None) -> Layered:
+          foreign: Foreign = None) -> Layered:
     """Merge sources (highest precedence first) and convert every value.
 
     Raises ConfigError for unknown keys, repeated values of a scalar given
@@ -241,7 +247,7 @@ def freeze(values: dict[str, Any]) -> Any:
 
 def build(*, table: dict[str, Option], constructor: dict[str, Any], argv: list[str],
           run_kwargs: dict[str, Any], default_values: dict[str, Any],
-          foreign: dict[str, str] | None = None) -> Layered:
+          foreign: Foreign = None) -> Layered:
     """Read every source in Net::Server's order and layer them."""
     ctor = entries_from_mapping(constructor, "constructor")
     cli = parse_argv(argv, table, "command line", foreign)

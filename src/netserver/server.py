@@ -188,7 +188,7 @@ class Server:
         table = self.option_table()
         layered = config.build(table=table, constructor=self._constructor_options, argv=argv,
                                run_kwargs=run_options, default_values=self.default_values(),
-                               foreign=self.foreign_options())
+                               foreign=self.foreign_options)
         self.options = config.freeze(layered.values)
         self.option_origins = layered.origins
         self._check_class_options()
@@ -677,8 +677,14 @@ class Server:
 
         The personalities are found as the subclasses of Server that name
         themselves (``personality`` in their own class body), so this base
-        class imports none of them.
+        class names none of them.  Each is imported only when first named, so
+        this loads the registry's modules first; it is asked only when an
+        option is unknown, so a start-up that goes right never pays for them.
         """
+        from . import personalities
+
+        for name in personalities.PERSONALITIES:
+            personalities.load(name)
         mine = cls._options_table
         foreign: dict[str, str] = {}
         pending = list(Server.__subclasses__())

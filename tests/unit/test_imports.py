@@ -29,3 +29,11 @@ def test_importing_the_package_and_the_command_keeps_heavy_modules_out():
     loaded = modules_after("import netserver, netserver.cli, netserver.personalities.prefork_simple")
     assert "netserver.personalities.prefork_simple" in loaded
     assert sorted(loaded & set(KEPT_OUT)) == []
+
+
+def test_a_personality_is_imported_only_when_named():
+    loaded = modules_after("import netserver, netserver.cli; netserver.PreForkSimple")
+    others = {"netserver.personalities." + name for name in ("fork", "inet", "prefork", "single")}
+    assert sorted(loaded & others) == []
+    named = modules_after("import netserver; netserver.Fork; from netserver.personalities import find; find('inet')")
+    assert {"netserver.personalities.fork", "netserver.personalities.inet"} <= named
