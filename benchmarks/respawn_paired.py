@@ -16,7 +16,6 @@ child until a child that was not there before waits in the accept path.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import statistics
 import subprocess
@@ -25,9 +24,11 @@ from pathlib import Path
 
 from harness import tools
 from harness.peers import ACCEPT, EPOLL, LOCKS, SELECT
+from harness.procfs import children_of
+from harness.servers import procwatch
 
 BENCH = Path(__file__).resolve().parent
-WCHAN = ",".join((ACCEPT, SELECT, EPOLL) + LOCKS)
+WCHAN = (ACCEPT, SELECT, EPOLL) + LOCKS
 
 
 def commands(workers: int, sources: list[str]) -> dict[str, tuple[list[str], dict]]:
@@ -45,16 +46,6 @@ def commands(workers: int, sources: list[str]) -> dict[str, tuple[list[str], dic
     return out
 
 
-def children(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def procwatch(*args: str) -> dict:
-    out = subprocess.run([str(tools.binary("procwatch")), *args, "--wchan", WCHAN, "--timeout-ms", "5000"],
-                         capture_output=True, text=True, timeout=30).stdout
-    return json.loads(out)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", action="append", default=[], help="another netserver src/ to measure too")
@@ -68,7 +59,7 @@ def main() -> None:
     samples: dict[str, list[float]] = {label: [] for label in procs}
     try:
         for label, proc in procs.items():
-            settled = procwatch("--ppid", str(proc.pid), "--count", str(args.workers))
+            settled = procwatch(proc.pid, args.workers, WCHAN, timeout_s=5.0)
             if not settled.get("ok"):
                 raise SystemExit(f"{label} did not start its {args.workers} children: {settled}")
         labels = list(procs)
@@ -76,12 +67,12 @@ def main() -> None:
             turn = kill % len(labels)
             for label in labels[turn:] + labels[:turn]:
                 pid = procs[label].pid
-                kids = children(pid)
-                answer = procwatch("--ppid", str(pid), "--count", "1", "--exclude", ",".join(map(str, kids)),
-                                   "--signal", str(int(signal.SIGKILL)), "--target", str(kids[kill % len(kids)]))
+                kids = children_of(pid)
+                answer = procwatch(pid, 1, WCHAN, exclude=kids, sig=signal.SIGKILL, target=kids[kill % len(kids)],
+                                   timeout_s=5.0)
                 if answer.get("ok"):
                     samples[label].append(answer["elapsed_us"] / 1000)
-                procwatch("--ppid", str(pid), "--count", str(args.workers))  # the pool whole again
+                procwatch(pid, args.workers, WCHAN, timeout_s=5.0)  # the pool whole again
                 time.sleep(0.05)
     finally:
         for proc in procs.values():

@@ -12,8 +12,6 @@ from .errors import BindError, BootFailure, ConfigError, ExitCode, NetServerErro
 from .options import Option
 from .server import Server
 
-_PERSONALITIES = ("Single", "PreForkSimple", "PreFork", "Fork", "INET")
-
 __all__ = ["BindError", "BootFailure", "ConfigError", "ExitCode", "Fork", "INET", "LineTooLong", "NetServerError",
            "Option", "PreFork", "PreForkSimple", "ResolveError", "Server", "Single", "StartupError"]
 __version__ = "0.1.0"
@@ -22,10 +20,12 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     # Each personality's module is imported when the personality is first named, so that a server
     # pays at start-up only for the one it runs.
-    if name in _PERSONALITIES:
-        from . import personalities
+    # The registry, not "from . import personalities": that form asks this very hook for the
+    # submodule before importing it.
+    from .personalities import PERSONALITIES, load
 
-        return personalities.load(name)
+    if name in PERSONALITIES:
+        return load(name)
     # WSGIProtocol needs httptools (the http extra): imported on first use, never by "import netserver".
     if name == "WSGIProtocol":
         from .protocols.wsgi import WSGIProtocol

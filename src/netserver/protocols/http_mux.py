@@ -275,7 +275,6 @@ class Multiplexer:
             # Made once per listener: wsgi.errors is then one stream for the child's connections,
             # which take turns (one request at a time), so their lines do not mix.
             template = self.templates[client.listener] = conn._base_environ()
-            return template.copy()
         base = template.copy()
         if client.proto != "unix":
             base["SERVER_NAME"], base["SERVER_PORT"] = client.sockaddr, str(client.sockport)
@@ -509,9 +508,9 @@ class Multiplexer:
         """A response cut short (its client stopped reading, or the child is ending): close its iterable."""
         response, _, result, environ, request, started = conn.pending
         conn.pending = None
-        self.close_result(result, request)
+        conn.close_result(result, request)
         self.server.log(3, "HTTP response to %s abandoned after %d bytes", conn.client.peeraddr, response.body_sent)
-        self.server.access_log.write(environ, response, time.monotonic() - started)
+        self.access_log.write(environ, response, time.monotonic() - started)
 
     def linger_read(self, conn: MuxConnection) -> None:
         while True:
@@ -659,15 +658,14 @@ class Multiplexer:
             keep = response.finish()
         except OSError:
             keep = False
-        if type(result) is not list:  # a list has no close()
-            self.close_result(result, request)
+        conn.close_result(result, request)
         if keep and not request.complete:
             keep = self.skip_body(conn, request)
         self.done(conn, response, environ, request, started, keep)
 
     def failed(self, conn: MuxConnection, response: Response, result: Any, environ: dict, request: http.Request,
                started: float, error: BaseException) -> None:
-        self.close_result(result, request)
+        conn.close_result(result, request)
         if isinstance(error, (ConnectionError, TimeoutError)):
             self.server.log(3, "HTTP client %s went away: %s", conn.client.peeraddr, error)
         elif isinstance(error, http.HTTPError):
@@ -678,15 +676,6 @@ class Multiplexer:
         else:
             raise error  # StopServer (TERM during the request), KeyboardInterrupt: the child ends
         self.done(conn, response, environ, request, started, False)
-
-    def close_result(self, result: Any, request: http.Request) -> None:
-        close = getattr(result, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:
-                self.server.log(1, "The application's close() failed for %s %s", request.method,
-                                request.target.decode("latin-1"), exc_info=True)
 
     def skip_body(self, conn: MuxConnection, request: http.Request) -> bool:
         """Unread body after the response: wait for it only if it is small and already on its way
@@ -703,10 +692,7 @@ class Multiplexer:
         if not keep:
             conn.close_after = True
         if conn.fd in self.conns:
-            if conn.sender.out:
-                self.write(conn)
-            else:
-                self.after_flush(conn)  # all sent already: what write() would find
+            self.write(conn)
 
 
 def serve_child(server: Any) -> None:

@@ -344,17 +344,23 @@ class Channel:
         except Exception as error:
             keep = self.app_failed(request, response, error)
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    server.log(1, "The application's close() failed for %s %s", request.method,
-                               request.target.decode("latin-1"), exc_info=True)
+            self.close_result(result, request)
         if keep and not request.complete:
             keep = self.skip_body(request)
         server.access_log.write(environ, response, time.monotonic() - started)
         return keep
+
+    def close_result(self, result: Any, request: http.Request) -> None:
+        """PEP 3333: the iterable's close(), if it has one, once the response is over."""
+        if type(result) is list:
+            return  # the common one-piece body: a list has no close()
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                self.server.log(1, "The application's close() failed for %s %s", request.method,
+                                request.target.decode("latin-1"), exc_info=True)
 
     def app_failed(self, request: http.Request, response: Response, error: Exception) -> bool:
         what = "broke the WSGI contract" if isinstance(error, AppError) else "failed"
