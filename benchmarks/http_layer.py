@@ -49,10 +49,11 @@ class Server:
     trusted_proxies = TrustedProxies(())
     access_log = AccessLog.compile("combined", "default")  # compiled, not opened: off, as by default
     server_line = b"Server: netserver/0.1.0\r\n"
-    date = http.DateHeader()
+    date = http.DateHeader(server_line)
     draining = False
     requests = 0
     request_limit = 0
+    wsgi_environ_hook = None
 
     def log(self, *args, **kwargs) -> None: ...
     def wsgi_environ(self, environ, client) -> None: ...

@@ -304,13 +304,11 @@ class SocketClient(_LocalName):
         self.sock = sock
         self.listener = listener
         self.proto = proto = listener.proto
+        self._local: tuple[str, int] | None = listener.fixed_local()  # None: asked of the socket when read
         if proto == "unix":
             self.peeraddr, self.peerport = "", 0
-            self._local: tuple[str, int] | None = ("", 0)
         else:
             self.peeraddr, self.peerport = normalise_ip(peer[0]), peer[1]
-            host = listener.host
-            self._local = None if host in _WILDCARDS else (host, listener.port)
         self.peerhost = self.peeraddr
         self.drain_on_close = True
 
@@ -334,7 +332,6 @@ class SocketClient(_LocalName):
 
 
 #: Listener hosts that say nothing about which local address a connection arrived at.
-_WILDCARDS = frozenset(("0.0.0.0", "::", ""))
 
 
 def _drain(sock: socket.socket, limit: int = 1 << 20, seconds: float = 0.5) -> None:

@@ -66,23 +66,21 @@ class Target(NamedTuple):
 class Listener:
     """A bound socket and where it listens."""
 
-    __slots__ = ("target", "sock", "inherited", "unix_inode", "family", "_bound")
+    __slots__ = ("target", "sock", "inherited", "unix_inode", "family", "proto", "_bound", "_fixed")
 
     def __init__(self, target: Target, sock: socket.socket, inherited: bool = False,
                  unix_inode: tuple[int, int] | None = None) -> None:
         self.target = target
         self.sock = sock
         self.family = int(target.family)  # a plain int: sock.family builds an enum on every read
+        self.proto = target.spec.proto    # read for every connection: an attribute, not a property
         self.inherited = inherited
         self.unix_inode = unix_inode
         self._bound: tuple[str, int] | None = None  # (address, port), read once: a Fork child closes the socket
+        self._fixed: tuple[str, int] | None | bool = False  # fixed_local(), once known
 
     def __repr__(self) -> str:
         return f"<Listener {self.target.key}{' inherited' if self.inherited else ''}>"
-
-    @property
-    def proto(self) -> str:
-        return self.target.spec.proto
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -102,6 +100,19 @@ class Listener:
             name = self.sock.getsockname()
             self._bound = (normalise_ip(name[0]), name[1])
         return self._bound
+
+    def fixed_local(self) -> tuple[str, int] | None:
+        """The local (address, port) of every connection it accepts: None when bound to a wildcard
+        address (each connection then has its own) and for unix sockets ("", 0)."""
+        fixed = self._fixed
+        if fixed is False:
+            if self.proto == "unix":
+                fixed = ("", 0)
+            else:
+                host, port = self._name()
+                fixed = None if host in _WILDCARDS else (host, port)
+            self._fixed = fixed
+        return fixed  # type: ignore[return-value]
 
     def describe(self) -> str:
         """``tcp:127.0.0.1:8080``, ``tcp::::8080``, ``unix:/run/x.sock:0``: the READY line's form.
@@ -134,6 +145,10 @@ class Listener:
                 os.unlink(self.target.spec.path)
         except OSError:
             pass
+
+
+#: Addresses a listener bound to stands for any local address.
+_WILDCARDS = frozenset(("0.0.0.0", "::", ""))
 
 
 def display_address(host: str, port: int) -> str:

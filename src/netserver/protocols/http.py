@@ -55,6 +55,27 @@ class Limits(NamedTuple):
 _VERSIONS = {"1.1", "1.0"}
 #: The lengths of the header names the server reads itself: host, expect, content-length, transfer-encoding.
 _FRAMING_LENGTHS = frozenset((4, 6, 14, 17))
+#: Method names as sent -> as text: the common ones are not decoded per request.
+_METHOD_NAMES = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+#: Host values already found valid: a client sends the same one with every request.  Bounded, as the
+#: values are the clients'.
+_GOOD_HOSTS: set[bytes] = set()
+_GOOD_HOSTS_LIMIT = 256
+
+
+class _Trailers:
+    """Where the fields after a head go (a chunked body's trailers): counted against the limit, dropped."""
+
+    __slots__ = ("limit", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+
+    def append(self, field: tuple[bytes, bytes]) -> None:
+        self.size += len(field[0]) + len(field[1])
+        if self.size > self.limit:
+            raise HTTPError(431, "trailers longer than %d bytes" % self.limit)
 
 
 class Request:
@@ -65,21 +86,20 @@ class Request:
     application; ``complete`` is True once the whole message is in.
     """
 
-    # Class-level defaults: a request sets only what differs, which is most of what creating
-    # one costs on the per-request path.
-    method = ""
-    target = b""
-    version = "1.1"
-    keep_alive = True
-    content_length: int | None = None
-    chunked = False
-    expect_continue = False
-    complete = False
-    received = 0          # body bytes received so far
-    upgrade = False
-    error: HTTPError | None = None  # set on a placeholder for a refused request
+    __slots__ = ("method", "target", "version", "keep_alive", "content_length", "chunked", "expect_continue",
+                 "complete", "received", "error", "headers", "body")
 
     def __init__(self) -> None:
+        self.method = ""
+        self.target = b""
+        self.version = "1.1"
+        self.keep_alive = True
+        self.content_length: int | None = None
+        self.chunked = False
+        self.expect_continue = False
+        self.complete = False
+        self.received = 0          # body bytes received so far
+        self.error: HTTPError | None = None  # set on a placeholder for a refused request
         self.headers: list[tuple[bytes, bytes]] = []
         self.body = bytearray()
 
@@ -111,7 +131,7 @@ class RequestStream:
     """
 
     def __init__(self, limits: Limits | None = None) -> None:
-        self.limits = limits or Limits()
+        self.limits = limits = limits or Limits()
         self.requests: deque[Request] = deque()
         self.broken = False
         self.in_head = False
@@ -120,8 +140,9 @@ class RequestStream:
         self._current: Request | None = None
         self._receiving: Request | None = None   # whose body the next on_body belongs to
         self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._header_bytes = 0
+        self._trailers = _Trailers(limits.header_bytes)
+        self._headers: list[tuple[bytes, bytes]] | _Trailers = self._trailers  # where on_header puts fields
+        self._feeding = 0            # the length of the data being parsed now
         self._fed_in_head = 0
         self._fed_without_data = 0   # chunk framing and trailer bytes since the last body data
         self._closes = False         # the last complete request ends the connection
@@ -134,6 +155,7 @@ class RequestStream:
         began_in_head = self.in_head
         receiving = self._receiving
         received = receiving.received if receiving is not None else 0
+        self._feeding = len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -208,7 +230,7 @@ class RequestStream:
         self._current = request = Request()
         self._url = b""
         self._headers = request.headers  # filled in place: the request's own list
-        self._header_bytes = 0
+        self._trailers.size = 0
         self.in_head = True
         self.head_started = time.monotonic()
 
@@ -219,43 +241,51 @@ class RequestStream:
             raise HTTPError(414, "request target longer than %d bytes" % self.limits.request_line)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if value[-1:] in (b" ", b"\t"):
-            value = value.rstrip(b" \t")  # RFC 9112 5: OWS around a value is not part of it; llhttp keeps the trailing
-        if not self.in_head:
-            self._header_bytes += len(name) + len(value)  # a trailer: bounded, then dropped
-            if self._header_bytes > self.limits.header_bytes:
-                raise HTTPError(431, "trailers longer than %d bytes" % self.limits.header_bytes)
-            return
+        # One append per field: the head's limits are checked once it is complete (what it can
+        # cost before then is bounded in feed()), trailers by the _Trailers they go to.
         self._headers.append((name, value))
-        self._header_bytes += len(name) + len(value) + 4
-        if len(self._headers) > self.limits.header_count:
-            raise HTTPError(431, "more than %d header fields" % self.limits.header_count)
-        if self._header_bytes > self.limits.header_bytes:
-            raise HTTPError(431, "header fields longer than %d bytes" % self.limits.header_bytes)
 
     def on_headers_complete(self) -> None:
         request = self._current
         assert request is not None
-        parser = self._parser
-        request.method = parser.get_method().decode("ascii")
-        request.version = version = parser.get_http_version()
-        request.target = self._url
-        request.keep_alive = parser.should_keep_alive()
-        request.upgrade = parser.should_upgrade()
+        headers = request.headers
+        self._headers = self._trailers  # any field from now on is a trailer
         self.in_head = False
-        self._header_bytes = 0
+        limits = self.limits
+        if len(headers) > limits.header_count:
+            raise HTTPError(431, "more than %d header fields" % limits.header_count)
+        if self._fed_in_head + self._feeding > limits.header_bytes and \
+                sum(len(name) + len(value) + 4 for name, value in headers) > limits.header_bytes:
+            # (Only a head fed in more bytes than the limit can be over it: the sum is rarely needed.)
+            raise HTTPError(431, "header fields longer than %d bytes" % limits.header_bytes)
+        parser = self._parser
+        method = parser.get_method()
+        try:
+            request.method = method = _METHOD_NAMES[method]
+        except KeyError:
+            request.method = method = method.decode("ascii")
+        request.version = version = parser.get_http_version()
+        request.target = target = self._url
+        request.keep_alive = parser.should_keep_alive()
         if version not in _VERSIONS:
             raise HTTPError(505, "HTTP/%s is not supported" % version)
         hosts = 0
         codings: list[bytes] = []
-        for name, value in self._headers:
+        padded = False
+        for name, value in headers:
+            if value[-1:] <= b" ":  # ends in a space or tab (llhttp keeps them), or is empty
+                value = value.rstrip(b" \t")
+                padded = True
             if len(name) not in _FRAMING_LENGTHS:
                 continue  # not host, expect, content-length or transfer-encoding: no lower() needed
             lower = name.lower()
             if lower == b"host":
                 hosts += 1
-                if not _HOST.match(value):
-                    raise HTTPError(400, "invalid Host header %r" % value.decode("latin-1"))
+                if value not in _GOOD_HOSTS:
+                    if not _HOST.match(value):
+                        raise HTTPError(400, "invalid Host header %r" % value.decode("latin-1"))
+                    if len(_GOOD_HOSTS) < _GOOD_HOSTS_LIMIT:
+                        _GOOD_HOSTS.add(value)
             elif lower == b"content-length":
                 request.content_length = int(value)  # llhttp has checked the digits and duplicates
             elif lower == b"transfer-encoding":
@@ -263,6 +293,9 @@ class RequestStream:
                 codings += [coding.strip().lower() for coding in value.split(b",") if coding.strip()]
             elif lower == b"expect" and value.strip().lower() == b"100-continue" and version == "1.1":
                 request.expect_continue = True
+        if padded:
+            # RFC 9112 5: optional whitespace around a field value is not part of it.
+            request.headers = [(name, value.rstrip(b" \t")) for name, value in headers]
         if hosts > 1 or (version == "1.1" and not hosts):
             # RFC 9112 3.2: required on HTTP/1.1, and never more than one, whatever the version.
             raise HTTPError(400, "a request needs exactly one Host header on HTTP/1.1, at most one on "
@@ -277,10 +310,11 @@ class RequestStream:
         if request.chunked and version == "1.0":
             # RFC 9112 6.1: chunked framing on HTTP/1.0 is faulty framing.
             raise HTTPError(400, "Transfer-Encoding on an HTTP/1.0 request")
-        check_target(request.method, request.target)
-        if request.content_length is not None and request.content_length > self.limits.body:
+        if target[:1] != b"/" or method == "CONNECT":
+            check_target(method, target)  # origin-form needs no more checking, unless for CONNECT
+        if request.content_length is not None and request.content_length > limits.body:
             raise HTTPError(413, "request body of %d bytes is over the limit of %d" %
-                         (request.content_length, self.limits.body))
+                            (request.content_length, limits.body))
         self.requests.append(request)
         self._receiving = request
 
@@ -378,18 +412,28 @@ def no_body_status(status: int) -> bool:
 
 
 class DateHeader:
-    """``Date: ...\\r\\n``, formatted once a second rather than once a response."""
+    """``Date: ...\\r\\n``, formatted once a second rather than once a response; ``head_lines()``
+    adds the lines that follow it in every response (the Server line)."""
 
-    def __init__(self) -> None:
+    def __init__(self, after: bytes = b"") -> None:
         self._second = -1
         self._line = b""
+        self._after = after
+        self._lines = b""
 
     def line(self) -> bytes:
         now = int(time.time())
         if now != self._second:
             self._second = now
             self._line = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+            self._lines = self._line + self._after
         return self._line
+
+    def head_lines(self) -> bytes:
+        """The Date line and what follows it."""
+        if int(time.time()) != self._second:
+            self.line()
+        return self._lines
 
 
 def error_response(error: HTTPError, server_line: bytes, date: DateHeader) -> bytes:

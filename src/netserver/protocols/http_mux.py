@@ -171,15 +171,14 @@ class MuxConnection(Channel):
         super().__init__(server, client)
         self.fd = self.sock.fileno()
         self.out_armed = False     # watched for output: only once the socket has pushed back
-        now = time.monotonic()
-        self.last_read = self.last_write = now
+        self.last_read = self.last_write = time.monotonic()
         self.queued = False        # in the child's run queue
         self.pending: tuple[Any, ...] | None = None  # (response, iterator, result, environ, request, started)
         self.close_after = False   # close once the buffer is written
         self.eof = False
         self.lingering = 0.0       # deadline of the read-away after our FIN
         self.readable = True       # an input edge not yet read to EAGAIN
-        self.skip_limit = server.options.buffer_body
+        self.skip_limit = mux.buffer_body
 
     def make_sender(self) -> BufferedSender:
         return BufferedSender(self)
@@ -258,7 +257,7 @@ class Multiplexer:
         self.next_sweep = 0.0
         self.deferred = 0.0        # until when this child leaves new connections to its siblings
         self.waited = False        # it has left one once: the next it takes
-        self.templates: dict[Any, dict[str, Any]] = {}  # per listener: the environ keys it fixes
+        self.templates: dict[Any, tuple[dict[str, Any], bool, bool]] = {}  # per listener: see base_environ
         for listener in server.listeners:
             listener.sock.setblocking(False)
             self.listening[listener.fileno()] = listener
@@ -270,15 +269,20 @@ class Multiplexer:
     def base_environ(self, conn: MuxConnection) -> dict[str, Any]:
         """A connection's fixed environ keys: its listener's template, with the two ends' addresses."""
         client = conn.client
-        template = self.templates.get(client.listener)
-        if template is None:
+        listener = client.listener
+        entry = self.templates.get(listener)
+        if entry is None:
             # Made once per listener: wsgi.errors is then one stream for the child's connections,
-            # which take turns (one request at a time), so their lines do not mix.
-            template = self.templates[client.listener] = conn._base_environ()
+            # which take turns (one request at a time), so their lines do not mix.  The local end
+            # is the template's unless the listener is bound to a wildcard address.
+            entry = self.templates[listener] = (conn._base_environ(), client.proto != "unix",
+                                                listener.fixed_local() is None)
+        template, by_address, own_local = entry
         base = template.copy()
-        if client.proto != "unix":
-            base["SERVER_NAME"], base["SERVER_PORT"] = client.sockaddr, str(client.sockport)
+        if by_address:
             base["REMOTE_ADDR"], base["REMOTE_PORT"] = client.peeraddr, str(client.peerport)
+            if own_local:
+                base["SERVER_NAME"], base["SERVER_PORT"] = client.sockaddr, str(client.sockport)
         return base
 
     def update_listeners(self) -> None:
@@ -590,35 +594,39 @@ class Multiplexer:
         if self.limit and server.requests >= self.limit:
             keep = False
             server.draining = True  # this child has served its share: finish and leave
-        response = Response(request, conn.sender, server.date.line() + server.server_line, keep,
-                            conn.skip_limit)
+        response = Response(request, conn.sender, server.date.head_lines(), keep, conn.skip_limit)
         conn._response = response
         environ = conn.environ(request)
         started = time.monotonic() if self.access_log.enabled else 0.0  # only the access log's %D reads it
-        server.status.busy(conn.client.peeraddr, conn.client.peerport)
+        reporter = server.status
+        reporter.busy(conn.client.peeraddr, conn.client.peerport)
         server._in_request = True
         result = None
         try:
             result = server.application(environ, response.start_response)
             if type(result) is list and len(result) == 1:
-                response.send_body(result)
-                self.finish(conn, response, result, environ, request, started)
-                return
-            body: Any = None
-            if isinstance(result, FileWrapper):
-                response.adopt_file_length(result)
-                body = FileSend.of(result, response)  # sendfile(2) as the socket drains
-            conn.pending = (response, body or iter(result), result, environ, request, started)
+                keep = response.send_whole(result)  # the common case: sent, and a list has no close()
+            else:
+                body: Any = None
+                if isinstance(result, FileWrapper):
+                    response.adopt_file_length(result)
+                    body = FileSend.of(result, response)  # sendfile(2) as the socket drains
+                conn.pending = (response, body or iter(result), result, environ, request, started)
         except BaseException as error:
             self.failed(conn, response, result, environ, request, started, error)
             return
         finally:
             server._in_request = False
             if server.draining:
-                server.status.state(status.LEAVING_STATE)
+                reporter.state(status.LEAVING_STATE)
             else:
-                server.status.idle()
-        self.pump(conn)
+                reporter.idle()
+        if conn.pending is not None:
+            self.pump(conn)
+            return
+        if keep and not request.complete:
+            keep = self.skip_body(conn, request)
+        self.done(conn, response, environ, request, started, keep)
 
     def pump(self, conn: MuxConnection) -> None:
         """Pull the body while the connection's buffer has room."""
@@ -692,7 +700,10 @@ class Multiplexer:
         if not keep:
             conn.close_after = True
         if conn.fd in self.conns:
-            self.write(conn)
+            if conn.sender.out:
+                self.write(conn)
+            else:
+                self.after_flush(conn)  # all of it went out already
 
 
 def serve_child(server: Any) -> None:

@@ -32,8 +32,8 @@ class AppError(Exception):
     """The application broke the WSGI contract (bad status, header, start_response misuse)."""
 
 
-# Header kinds the server acts on; PLAIN is 0 so that the common case tests false.
-PLAIN, LENGTH, CLOSE, DATE, SERVER = range(5)
+# Header kinds the server acts on, as bits; PLAIN is 0 so that the common case tests false.
+PLAIN, LENGTH, CLOSE, DATE, SERVER = 0, 1, 2, 4, 8
 #: (name, value) -> (the encoded line, its kind, a Content-Length's value).  An application sends
 #: the same few headers again and again: each is checked and encoded once.  Bounded, since values
 #: that change per response (lengths, ETags, cookies) would otherwise grow it without end.
@@ -148,49 +148,55 @@ class Response:
         self.keep_alive = keep_alive
         self.head_only = request.method == "HEAD"
         self.started = False
-        self._extra = b""
+        self._extra = b""                   # the protocol's Date and Server lines, less those the app sent
+        self._app_length = False            # the length is the application's Content-Length
         self.skip_limit = skip_limit        # the most unread body the channel reads away after us
 
     # ------------------------------------------------------------------ the application's side
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None):
-        if exc_info is not None:
-            try:
-                if self.head_sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None  # no reference cycle through the traceback (PEP 3333)
-        elif self.started:
-            raise AppError("start_response called a second time without exc_info")
-        status_line = _STATUS_LINES.get(status) if type(status) is str else None
-        if status_line is None:
+        if exc_info is not None or self.started:
+            self._restart(exc_info)
+        try:
+            status_line = _STATUS_LINES[status]
+        except (KeyError, TypeError):
             status_line = _status_line(status)
         if type(headers) is not list:
             raise AppError("response headers must be a list, not %s" % type(headers).__name__)
-        length = None
-        has_date = has_server = False
         lines = [status_line]
+        length = None
+        kinds = 0
         for item in headers:
             try:
-                line, kind, value = _LINES[item] if type(item) is tuple else _header_line(item)
+                line, kind, value = _LINES[item]
             except (KeyError, TypeError):
                 line, kind, value = _header_line(item)
-            if line:
-                lines.append(line)
+            lines.append(line)  # b"" for a Connection field: the server writes its own
             if kind:
                 if kind == LENGTH:
                     length = value
-                elif kind == CLOSE:
-                    self.keep_alive = False
-                elif kind == DATE:
-                    has_date = True
                 else:
-                    has_server = True
-        self.status, self.code, self.headers, self.length = status, int(status[:3]), headers, length
-        self._lines = lines
-        self._app_length = length is not None
-        self._extra = b"" if not (has_date or has_server) else self._own_lines(has_date, has_server)
+                    kinds |= kind
+        self.status, self.code, self.headers, self._lines = status, int(status[:3]), headers, lines
+        if length is not None:
+            self.length, self._app_length = length, True
+        if kinds:
+            if kinds & CLOSE:
+                self.keep_alive = False
+            if kinds & (DATE | SERVER):
+                self._extra = self._own_lines(bool(kinds & DATE), bool(kinds & SERVER))
         self.started = True
         return self.write
+
+    def _restart(self, exc_info: Any) -> None:
+        """start_response again: allowed with exc_info before the head went out (PEP 3333)."""
+        if exc_info is None:
+            raise AppError("start_response called a second time without exc_info")
+        try:
+            if self.head_sent:
+                raise exc_info[1].with_traceback(exc_info[2])
+        finally:
+            exc_info = None  # no reference cycle through the traceback (PEP 3333)
+        self.length, self._app_length, self._extra = None, False, b""
 
     def _own_lines(self, has_date: bool, has_server: bool) -> bytes:
         # The application sent Date or Server itself: keep only the protocol's other line.
@@ -262,6 +268,36 @@ class Response:
         framed = self._frame(data)
         if framed:
             self.sender.send(framed)
+
+    def send_whole(self, result: list[Any]) -> bool:
+        """A body of one piece (a list of one item): head and body in one write; True to keep the
+        connection.  The common response takes this path with the fewest checks its case needs;
+        anything less plain goes the general way."""
+        body = result[0]
+        request = self.request
+        if type(body) is not bytes or not self.started or self.head_sent or self.head_only or \
+                self._extra or not request.complete or not 200 <= self.code < 300 or self.code == 204:
+            self.send_body(result)
+            return self.finish()
+        lines = self._lines
+        length = self.length
+        if length is None:
+            self.length = length = len(body)
+            lines.append(b"Content-Length: %d\r\n" % length)
+        elif len(body) != length:
+            self.send_body(result)  # shorter or longer than announced: framed and cut the general way
+            return self.finish()
+        lines.append(self.head_line)
+        if not self.keep_alive:
+            lines.append(b"Connection: close\r\n")
+        elif request.version == "1.0":
+            lines.append(b"Connection: keep-alive\r\n")
+        lines.append(b"\r\n")
+        lines.append(body)
+        self.head_sent = True
+        self.body_sent = length
+        self.sender.send(b"".join(lines))
+        return self.keep_alive
 
     def send_body(self, result: Any) -> None:
         """Send what the application returned, by the cheapest path that fits."""

@@ -44,7 +44,7 @@ from . import http
 from .access_log import AccessLog
 from .forwarded import TrustedProxies
 from .response import AppError, Response, Sender
-from .wsgi_io import Errors, FileWrapper, Input
+from .wsgi_io import EMPTY_INPUT, Errors, FileWrapper, Input
 
 
 def wsgi_app(value: Any) -> Any:
@@ -138,6 +138,7 @@ class WSGIProtocol:
     declared_options = HTTP_OPTIONS
     application: Any = None
     request_limit = 0
+    wsgi_environ_hook: Any = None  # wsgi_environ where a subclass overrides it (post_configure)
 
     def default_values(self) -> dict[str, Any]:
         return {"port": "8000", **super().default_values()}  # type: ignore[misc]
@@ -164,9 +165,12 @@ class WSGIProtocol:
         self.access_log = AccessLog.compile(options.access_log_format, origins["access_log_format"])
         server = options.server_revision
         self.server_line = b"Server: %s\r\n" % server.encode("latin-1") if server else b""
-        self.date = http.DateHeader()
+        self.date = http.DateHeader(self.server_line)
         # Single has no max_requests (it serves one connection at a time, for ever).
         self.request_limit = getattr(options, "max_requests", 0) or 0
+        # The hook is called only where a server overrides it: most do not, and each request pays.
+        overridden = type(self).wsgi_environ is not WSGIProtocol.wsgi_environ
+        self.wsgi_environ_hook = self.wsgi_environ if overridden else None
 
     def open_files(self) -> None:
         super().open_files()  # type: ignore[misc]
@@ -222,7 +226,9 @@ class Channel:
         self.body_timeout = options.timeout
         self._waits = options.timeout  # what the socket's SO_RCVTIMEO is now (inherited from the listener)
         self.served = 0
+        self._response: Response | None = None
         self.base = self.make_base_environ()
+        self.environ_hook = server.wsgi_environ_hook
 
     def make_sender(self) -> Any:
         # A pipe pair (INET under a superserver that passes pipes) has no socket: its reader and writer.
@@ -325,15 +331,18 @@ class Channel:
         limit = server.request_limit
         if limit and server.requests >= limit:
             keep = False
-        response = Response(request, self.sender, server.date.line() + server.server_line, keep, self.skip_limit)
+        response = Response(request, self.sender, server.date.head_lines(), keep, self.skip_limit)
         self._response = response
         environ = self.environ(request)
         started = time.monotonic()
         result = None
         try:
             result = server.application(environ, response.start_response)
-            response.send_body(result)
-            keep = response.finish()
+            if type(result) is list and len(result) == 1:
+                keep = response.send_whole(result)
+            else:
+                response.send_body(result)
+                keep = response.finish()
         except (ConnectionError, TimeoutError) as error:
             server.log(3, "HTTP client %s went away: %s", self.client.peeraddr, error)
             keep = False
@@ -418,47 +427,53 @@ class Channel:
 
     def environ(self, request: http.Request) -> dict[str, Any]:
         environ = self.base.copy()
-        target = request.target
         environ["REQUEST_METHOD"] = request.method
         environ["SERVER_PROTOCOL"] = "HTTP/" + request.version
-        environ["RAW_URI"] = target.decode("latin-1")
-        if b"#" in target:
-            target = target.partition(b"#")[0]  # a fragment is the client's, never the server's
-        path, _, query = target.partition(b"?")
-        if not target.startswith(b"/"):
+        # The target is taken apart as text: "x" in a str is a plain search, where b"x" in bytes
+        # first tries (and fails) to read b"x" as a byte value, which costs an exception each time.
+        environ["RAW_URI"] = target = request.target.decode("latin-1")
+        if "#" in target:
+            target = target.partition("#")[0]  # a fragment is the client's, never the server's
+        if target[:1] == "/":
+            path, _, query = target.partition("?")
+        else:
             path, query = self._other_form(request, environ)
-        path_info = unquote_to_bytes(path).decode("latin-1") if b"%" in path else path.decode("latin-1")
+        if "%" in path:
+            path = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
         script = environ["SCRIPT_NAME"]
-        if script and (path_info == script or path_info.startswith(script + "/")):
-            path_info = path_info[len(script):]
-        environ["PATH_INFO"] = path_info
-        environ["QUERY_STRING"] = query.decode("latin-1")
+        if script and (path == script or path.startswith(script + "/")):
+            path = path[len(script):]
+        environ["PATH_INFO"] = path
+        environ["QUERY_STRING"] = query
         keys = _ENVIRON_KEYS
         for name, value in request.headers:
-            key = keys.get(name) or environ_key(name)
+            try:
+                key = keys[name]
+            except KeyError:
+                key = environ_key(name)
             if key is None:
-                continue
+                continue  # a name with "_" (see environ_key)
             if key in environ and key.startswith("HTTP_"):
                 joiner = "; " if key == "HTTP_COOKIE" else ", "
                 environ[key] = environ[key] + joiner + value.decode("latin-1")
             else:
                 environ[key] = value.decode("latin-1")
-        environ["wsgi.input"] = Input(self, request)
+        environ["wsgi.input"] = Input(self, request) if request.body or not request.complete else EMPTY_INPUT
         if self.server.trusted_proxies.active:
             self.server.trusted_proxies.apply(environ, request.headers)
-        self.server.wsgi_environ(environ, self.client)
+        if self.environ_hook is not None:
+            self.environ_hook(environ, self.client)
         return environ
 
     @staticmethod
-    def _other_form(request: http.Request, environ: dict[str, Any]) -> tuple[bytes, bytes]:
+    def _other_form(request: http.Request, environ: dict[str, Any]) -> tuple[str, str]:
         target = request.target
         if target == b"*" or request.method == "CONNECT":
-            return b"*" if target == b"*" else b"", b""
+            return "*" if target == b"*" else "", ""
         url = http.httptools.parse_url(target)  # absolute-form: its authority replaces Host (RFC 9112 3.2.2)
         if url.host:
-            host = b"[%s]" % url.host if b":" in url.host else url.host  # parse_url drops an IPv6 literal's brackets
+            host = b"[%s]" % url.host if url.host.find(b":") >= 0 else url.host  # parse_url drops a v6 literal's []
             host += b":%d" % url.port if url.port else b""
             environ["HTTP_HOST"] = host.decode("latin-1")
             request.headers = [(name, value) for name, value in request.headers if name.lower() != b"host"]
-        return url.path or b"/", url.query or b""
-
+        return (url.path or b"/").decode("latin-1"), (url.query or b"").decode("latin-1")
