@@ -90,10 +90,8 @@ class Request:
                  "complete", "received", "error", "headers", "body")
 
     def __init__(self) -> None:
-        self.method = ""
-        self.target = b""
-        self.version = "1.1"
-        self.keep_alive = True
+        # method, target, version and keep_alive are set when the head is complete (before anyone
+        # sees the request), or by the refusal that makes a placeholder.
         self.content_length: int | None = None
         self.chunked = False
         self.expect_continue = False
@@ -200,6 +198,7 @@ class RequestStream:
             # llhttp's "data after Connection: close" is no refusal to answer: the bytes are ignored.
             return
         placeholder = Request()
+        placeholder.method, placeholder.target, placeholder.version = "", b"", "1.1"
         placeholder.error = error
         placeholder.keep_alive = False
         placeholder.complete = True
@@ -246,8 +245,7 @@ class RequestStream:
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        request = self._current
-        assert request is not None
+        request: Request = self._current  # type: ignore[assignment]
         headers = request.headers
         self._headers = self._trailers  # any field from now on is a trailer
         self.in_head = False
@@ -270,7 +268,7 @@ class RequestStream:
         if version not in _VERSIONS:
             raise HTTPError(505, "HTTP/%s is not supported" % version)
         hosts = 0
-        codings: list[bytes] = []
+        codings: list[bytes] | None = None
         padded = False
         for name, value in headers:
             if value[-1:] <= b" ":  # ends in a space or tab (llhttp keeps them), or is empty
@@ -290,12 +288,26 @@ class RequestStream:
                 request.content_length = int(value)  # llhttp has checked the digits and duplicates
             elif lower == b"transfer-encoding":
                 request.chunked = True  # llhttp refuses chunked twice; the codings are checked below
-                codings += [coding.strip().lower() for coding in value.split(b",") if coding.strip()]
+                codings = (codings or []) + [coding.strip().lower() for coding in value.split(b",") if coding.strip()]
             elif lower == b"expect" and value.strip().lower() == b"100-continue" and version == "1.1":
                 request.expect_continue = True
         if padded:
             # RFC 9112 5: optional whitespace around a field value is not part of it.
             request.headers = [(name, value.rstrip(b" \t")) for name, value in headers]
+        if hosts != 1 or codings is not None:
+            self._check_framing(request, hosts, codings)
+        if target[:1] != b"/" or method == "CONNECT":
+            check_target(method, target)  # origin-form needs no more checking, unless for CONNECT
+        if request.content_length is not None and request.content_length > limits.body:
+            raise HTTPError(413, "request body of %d bytes is over the limit of %d" %
+                            (request.content_length, limits.body))
+        self.requests.append(request)
+        self._receiving = request
+
+    @staticmethod
+    def _check_framing(request: Request, hosts: int, codings: list[bytes] | None) -> None:
+        """What a request that is not one plain Host and no Transfer-Encoding must also pass."""
+        version = request.version
         if hosts > 1 or (version == "1.1" and not hosts):
             # RFC 9112 3.2: required on HTTP/1.1, and never more than one, whatever the version.
             raise HTTPError(400, "a request needs exactly one Host header on HTTP/1.1, at most one on "
@@ -310,13 +322,6 @@ class RequestStream:
         if request.chunked and version == "1.0":
             # RFC 9112 6.1: chunked framing on HTTP/1.0 is faulty framing.
             raise HTTPError(400, "Transfer-Encoding on an HTTP/1.0 request")
-        if target[:1] != b"/" or method == "CONNECT":
-            check_target(method, target)  # origin-form needs no more checking, unless for CONNECT
-        if request.content_length is not None and request.content_length > limits.body:
-            raise HTTPError(413, "request body of %d bytes is over the limit of %d" %
-                            (request.content_length, limits.body))
-        self.requests.append(request)
-        self._receiving = request
 
     def on_body(self, body: bytes) -> None:
         request = self._receiving

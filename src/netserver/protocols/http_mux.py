@@ -314,6 +314,9 @@ class Multiplexer:
                 timeout = 0 if self.run_queue else (SWEEP if self.conns or self.deferred or self.retire_at else -1)
                 if self.deferred and not self.run_queue:
                     timeout = max(0.0, min(timeout, self.deferred - time.monotonic()))
+                # This round runs what was queued before these events: a connection whose request
+                # the events complete runs it at once, and what it queues then waits for the next.
+                queued = len(self.run_queue)
                 for fd, events in self.poller.poll(timeout):
                     conn = self.conns.get(fd)
                     if conn is not None:
@@ -328,7 +331,8 @@ class Multiplexer:
                     elif fd == self.death:
                         server.draining = True
                         self.poller.unregister(self.death)
-                self.run_round()
+                if queued:
+                    self.run_round(queued)
                 now = time.monotonic()
                 if self.deferred and now >= self.deferred:
                     self.deferred, self.waited = 0.0, True
@@ -393,7 +397,10 @@ class Multiplexer:
         server.status.connections(len(self.conns))
         if len(self.conns) >= self.cap:
             self.update_listeners()
-        self.read(conn)  # the request often came with the connection: no wait for its edge
+        try:
+            self.read(conn)  # the request often came with the connection: no wait for its edge
+        except Exception:
+            self.lost(conn)
 
     def on_event(self, conn: MuxConnection, events: int) -> None:
         if events & (IN | ERRORS):
@@ -406,8 +413,9 @@ class Multiplexer:
         if events & OUT and conn.fd in self.conns:
             self.write(conn)
 
-    def read(self, conn: MuxConnection) -> None:
-        """Read to EAGAIN (edge-triggered), feed the parser, queue a ready request."""
+    def read(self, conn: MuxConnection, at_once: bool = True) -> None:
+        """Read to EAGAIN (edge-triggered), feed the parser; a ready request runs (``at_once``, for
+        fresh input) or is queued for the next round (after a response: one per connection a round)."""
         while conn.readable:
             try:
                 data = conn.sock.recv(65536)
@@ -424,8 +432,12 @@ class Multiplexer:
             conn.stream.feed(data)
             if len(data) < 65536:
                 conn.readable = False  # a short read emptied the socket; more data brings a new edge
-            if conn.ready_request(self.buffer_body) is not None:
-                self.queue(conn)
+            request = conn.ready_request(self.buffer_body)
+            if request is not None:
+                if at_once:
+                    self.start(conn, request)
+                else:
+                    self.queue(conn)
                 return  # one request at a time: read no further ahead until it is answered
         if conn.sender.out:
             try:
@@ -458,7 +470,7 @@ class Multiplexer:
             if conn.ready_request(self.buffer_body) is not None:
                 self.queue(conn)
             elif conn.readable:
-                self.read(conn)
+                self.read(conn, at_once=False)
             elif conn.eof:
                 self.close(conn, linger=False)
 
@@ -560,9 +572,9 @@ class Multiplexer:
                 self.close(conn, linger=False)
 
     # ------------------------------------------------------------------ running requests
-    def run_round(self) -> None:
-        """One step for each connection that was ready when the round began."""
-        for _ in range(len(self.run_queue)):
+    def run_round(self, count: int) -> None:
+        """One step for each of the first ``count`` queued connections (those queued before the round)."""
+        for _ in range(count):
             conn = self.run_queue.popleft()
             conn.queued = False
             if conn.fd not in self.conns:
@@ -575,11 +587,13 @@ class Multiplexer:
             except Exception:
                 self.lost(conn)
 
-    def start(self, conn: MuxConnection) -> None:
-        request = conn.ready_request(self.buffer_body)
+    def start(self, conn: MuxConnection, request: http.Request | None = None) -> None:
+        """Run the application for the connection's first request (``request``, if the caller has it)."""
         if request is None:
-            self.after_flush(conn)
-            return
+            request = conn.ready_request(self.buffer_body)
+            if request is None:
+                self.after_flush(conn)
+                return
         server = self.server
         if conn.served:
             server.requests += 1
