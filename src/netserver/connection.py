@@ -331,9 +331,6 @@ class SocketClient(_LocalName):
         return f"<SocketClient {self.proto} {self.peeraddr}:{self.peerport}>"
 
 
-#: Listener hosts that say nothing about which local address a connection arrived at.
-
-
 def _drain(sock: socket.socket, limit: int = 1 << 20, seconds: float = 0.5) -> None:
     """Read what the client sent unasked, after telling it we are done (FIN).
 

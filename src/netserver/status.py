@@ -174,13 +174,15 @@ class Scoreboard:
 class Reporter:
     """CHILD: writes its own slot.  Every method is one ``pack_into``: no system call."""
 
-    __slots__ = ("_map", "_offset", "requests", "progress")
+    __slots__ = ("_map", "_offset", "requests", "progress", "_address", "_encoded")
 
     def __init__(self, mapping: mmap.mmap, offset: int) -> None:
         self._map = mapping
         self._offset = offset
         self.requests = 0
         self.progress = 0
+        self._address = ""   # the client address last written, and its bytes: a keep-alive
+        self._encoded = b""  # connection's requests pass the same string each time
 
     def state(self, state: int) -> None:
         _STATE.pack_into(self._map, self._offset + _STATE_AT, state)
@@ -191,8 +193,10 @@ class Reporter:
 
     def busy(self, address: str, port: int) -> None:
         self.requests += 1
+        if address is not self._address:
+            self._address, self._encoded = address, address.encode("ascii", "replace")
         _BUSY.pack_into(self._map, self._offset + _STATE_AT, BUSY, port, self.requests, self.progress,
-                        time.monotonic(), address.encode("ascii", "replace"))
+                        time.monotonic(), self._encoded)
 
     def tick(self) -> None:
         """A long request says it is still making progress (read by the watchdog)."""

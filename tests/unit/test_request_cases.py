@@ -114,3 +114,29 @@ def test_cases_cover_every_refusal_status() -> None:
 def test_case_files_decode_escapes_and_drop_layout_newlines(text: str, parts: list[bytes]) -> None:
     from support.http_cases import decode
     assert decode(text) == parts
+
+
+def refusal_of(data: bytes, limits: http.Limits, piece: int) -> int | None:
+    stream = http.RequestStream(limits)
+    for at in range(0, len(data), piece):
+        stream.feed(data[at:at + piece])
+    assert stream.requests, "the head is complete: it is either queued or refused"
+    return stream.requests[0].error.status if stream.requests[0].error is not None else None
+
+
+@pytest.mark.parametrize("piece", [1 << 20, 4096])
+def test_the_header_size_limit_counts_each_field_as_name_value_and_four(piece: int) -> None:
+    # "a:" lines take 4 bytes on the wire and count 5, so 16,000 of them fit in 64,027 bytes of head
+    # and count 80,009: over max_header_size 65536, though fewer bytes than that arrived.
+    many = b"GET / HTTP/1.1\r\nHost: a\r\n" + b"a:\r\n" * 16000 + b"\r\n"
+    assert len(many) < 65536
+    assert refusal_of(many, http.Limits(header_count=20000), piece) == 431
+
+
+@pytest.mark.parametrize("piece", [1 << 20, 4096])
+def test_trailing_whitespace_of_a_value_is_not_counted_against_the_size_limit(piece: int) -> None:
+    # RFC 9112 5: the OWS after a value is not part of it: 60,000 bytes of value and 6,000 spaces is
+    # within max_header_size 65536, though the head is longer.
+    padded = b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 60000 + b" " * 6000 + b"\r\n\r\n"
+    assert len(padded) > 65536
+    assert refusal_of(padded, http.Limits(), piece) is None

@@ -77,6 +77,9 @@ class _Trailers:
         if self.size > self.limit:
             raise HTTPError(431, "trailers longer than %d bytes" % self.limit)
 
+    def __len__(self) -> int:
+        return 0  # none kept: the field count is a head's limit, not the trailers'
+
 
 class Request:
     """One request: its head, and its body as it arrives.
@@ -139,6 +142,7 @@ class RequestStream:
         self._receiving: Request | None = None   # whose body the next on_body belongs to
         self._url = b""
         self._trailers = _Trailers(limits.header_bytes)
+        self._max_fields = limits.header_count  # read per field: an attribute, not the NamedTuple's
         self._headers: list[tuple[bytes, bytes]] | _Trailers = self._trailers  # where on_header puts fields
         self._feeding = 0            # the length of the data being parsed now
         self._fed_in_head = 0
@@ -240,9 +244,13 @@ class RequestStream:
             raise HTTPError(414, "request target longer than %d bytes" % self.limits.request_line)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # One append per field: the head's limits are checked once it is complete (what it can
-        # cost before then is bounded in feed()), trailers by the _Trailers they go to.
-        self._headers.append((name, value))
+        # The count is checked as fields arrive (each costs far more held than sent), their size
+        # once the head is complete (feed() bounds what a head can cost until then); trailers
+        # are counted by the _Trailers they go to.
+        headers = self._headers
+        headers.append((name, value))
+        if len(headers) > self._max_fields:
+            raise HTTPError(431, "more than %d header fields" % self._max_fields)
 
     def on_headers_complete(self) -> None:
         request: Request = self._current  # type: ignore[assignment]
@@ -250,11 +258,11 @@ class RequestStream:
         self._headers = self._trailers  # any field from now on is a trailer
         self.in_head = False
         limits = self.limits
-        if len(headers) > limits.header_count:
-            raise HTTPError(431, "more than %d header fields" % limits.header_count)
-        if self._fed_in_head + self._feeding > limits.header_bytes and \
-                sum(len(name) + len(value) + 4 for name, value in headers) > limits.header_bytes:
-            # (Only a head fed in more bytes than the limit can be over it: the sum is rarely needed.)
+        # A field counts its name, its value without trailing OWS, and 4; on the wire it takes at
+        # least 3 more than its name and value, so only a head fed in more bytes than the limit
+        # less one per field can be over it: the sum is rarely needed.
+        if self._fed_in_head + self._feeding + len(headers) > limits.header_bytes and \
+                sum(len(name) + len(value.rstrip(b" \t")) + 4 for name, value in headers) > limits.header_bytes:
             raise HTTPError(431, "header fields longer than %d bytes" % limits.header_bytes)
         parser = self._parser
         method = parser.get_method()

@@ -77,7 +77,8 @@ class BufferedSender:
         self.sent = 0
 
     def send(self, data: bytes) -> None:
-        self.sent += len(data)
+        size = len(data)
+        self.sent += size
         if self.out:
             self.out += data
             return
@@ -87,7 +88,7 @@ class BufferedSender:
             done = 0
         except OSError as error:
             raise ConnectionResetError(str(error)) from None
-        if done < len(data):
+        if done < size:
             self.out += data[done:]
             self.conn.last_write = time.monotonic()
             self.conn.want_output()
@@ -467,8 +468,8 @@ class Multiplexer:
         if conn.close_after:
             self.close(conn)
         elif conn.pending is None and not conn.queued:
-            if conn.ready_request(self.buffer_body) is not None:
-                self.queue(conn)
+            if conn.stream.requests and conn.ready_request(self.buffer_body) is not None:
+                self.queue(conn)  # a pipelined request
             elif conn.readable:
                 self.read(conn, at_once=False)
             elif conn.eof:

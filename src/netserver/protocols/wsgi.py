@@ -44,7 +44,7 @@ from . import http
 from .access_log import AccessLog
 from .forwarded import TrustedProxies
 from .response import AppError, Response, Sender
-from .wsgi_io import EMPTY_INPUT, Errors, FileWrapper, Input
+from .wsgi_io import Errors, FileWrapper, Input
 
 
 def wsgi_app(value: Any) -> Any:
@@ -168,9 +168,11 @@ class WSGIProtocol:
         self.date = http.DateHeader(self.server_line)
         # Single has no max_requests (it serves one connection at a time, for ever).
         self.request_limit = getattr(options, "max_requests", 0) or 0
-        # The hook is called only where a server overrides it: most do not, and each request pays.
-        overridden = type(self).wsgi_environ is not WSGIProtocol.wsgi_environ
-        self.wsgi_environ_hook = self.wsgi_environ if overridden else None
+        # The hook is called only where a server overrides it (in a subclass, or on the instance
+        # before it runs): most do not, and each request pays for the call.
+        hook = self.wsgi_environ
+        overridden = getattr(hook, "__func__", None) is not WSGIProtocol.wsgi_environ
+        self.wsgi_environ_hook = hook if overridden else None
 
     def open_files(self) -> None:
         super().open_files()  # type: ignore[misc]
@@ -458,7 +460,7 @@ class Channel:
                 environ[key] = environ[key] + joiner + value.decode("latin-1")
             else:
                 environ[key] = value.decode("latin-1")
-        environ["wsgi.input"] = Input(self, request) if request.body or not request.complete else EMPTY_INPUT
+        environ["wsgi.input"] = Input(self, request)
         if self.server.trusted_proxies.active:
             self.server.trusted_proxies.apply(environ, request.headers)
         if self.environ_hook is not None:

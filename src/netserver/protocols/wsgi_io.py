@@ -104,18 +104,6 @@ class Input:
         return request.content_length - request.received
 
 
-class _NoBody:
-    """The body of a request without one: the same empty, finished request for every such request."""
-
-    error = None
-    complete = True
-    body = bytearray()  # never grows: nothing is fed into it
-
-
-#: ``wsgi.input`` of every request without a body: reading it changes nothing, so one serves all.
-EMPTY_INPUT = Input(None, _NoBody())  # type: ignore[arg-type]
-
-
 class Errors:
     """``wsgi.errors``: text the application writes goes to the server's log, a line a record."""
 
