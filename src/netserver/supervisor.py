@@ -147,7 +147,8 @@ class Supervisor(ChildLinks, Server):
         self.signals.install(HANDLED + IGNORED + STOP_TOO + self.passthrough, None)
         # Decided here, once: a child ignores the operator signals the parent does not forward.
         self._child_ignores = frozenset(signum for signum in IGNORED if signum not in self.passthrough)
-        self._parent_fds.update((self.signals.read_fd, self.signals.write_fd))
+        # (The signal pipe is not among the parent's fds: a child's reset_in_child closes it, and a
+        # second close would raise EBADF, an OSError made and dropped in every child's boot.)
 
     def loop(self) -> None:
         events = self.events

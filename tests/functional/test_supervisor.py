@@ -59,6 +59,21 @@ def test_a_child_whose_ready_pipe_closes_is_replaced_before_it_is_reaped(serve, 
                      message="the lingering child reaped, the pool back to 2")
 
 
+def test_a_child_closes_each_of_the_parents_descriptors_once(serve, marks):
+    """A second close of a descriptor fails (EBADF): an OSError made and dropped in every child's
+    boot, and a hazard once the number is reused.  The signal pipe was closed twice."""
+    server = serve("--handler", "prefork_handlers:NotesFailedCloses", "--max_servers", "2",
+                   env={"MARK_DIR": str(marks)})
+    kids = server.wait_children(2)
+    os.kill(kids[0], signal.SIGKILL)  # a replacement, forked by a parent that has run a while
+    procs.wait_until(lambda: len(set(server.children()) - set(kids)) == 1, 10, message="a replacement child")
+    assert talk(server.addr, b"hello\n").strip().isdigit()
+    procs.wait_until(lambda: (marks / "init").exists() and len((marks / "init").read_text().splitlines()) >= 3, 5,
+                     message="three children booted")
+    failed = marks / "close-failed"
+    assert not failed.exists(), failed.read_text()
+
+
 def test_ttin_and_ttou_move_the_pool_by_one_and_hup_restores_it(serve):
     server = serve("--max_servers", "2")
     server.wait_children(2)

@@ -94,3 +94,22 @@ class ClosesReadyPipe(Hooks):
             os.close(self._ready_write)
             self._ready_write = -1
             time.sleep(3)
+
+
+
+_real_close = os.close
+
+
+def _close_noting_failures(fd: int) -> None:
+    try:
+        _real_close(fd)
+    except OSError as error:
+        mark("close-failed", f"{fd} {error.errno}")
+        raise
+
+
+class NotesFailedCloses(Hooks):
+    """Hooks, in a process whose os.close notes every close that fails (a descriptor closed twice)."""
+
+    def post_configure_hook(self):
+        os.close = _close_noting_failures  # in the parent, before it forks: its children inherit it
