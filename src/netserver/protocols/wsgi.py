@@ -138,7 +138,7 @@ class WSGIProtocol:
     declared_options = HTTP_OPTIONS
     application: Any = None
     request_limit = 0
-    wsgi_environ_hook: Any = None  # wsgi_environ where a subclass overrides it (post_configure)
+    wsgi_environ_hook: Any = None  # wsgi_environ where it is overridden, else None (post_configure)
 
     def default_values(self) -> dict[str, Any]:
         return {"port": "8000", **super().default_values()}  # type: ignore[misc]
@@ -319,7 +319,6 @@ class Channel:
         if self.stream.broken and not request.complete and request.error is None:
             request.error = http.HTTPError(400, "the request body was cut short")
 
-    _response: Response | None = None
     skip_limit = http.SKIP_BODY_LIMIT  # the most unread body read away to keep the connection
 
     def _head_sent(self) -> bool:
