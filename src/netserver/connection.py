@@ -50,6 +50,12 @@ class _SocketRaw(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def tell(self) -> int:
+        # BufferedReader asks once, when it is made.  RawIOBase's own tell calls seek, which
+        # raises UnsupportedOperation, and the reader clears it: an exception made and dropped
+        # for every connection.  The count of bytes received is this stream's position.
+        return self.received
+
     def readinto(self, buffer) -> int:  # type: ignore[override]
         if self.deadline:
             # A line must arrive whole within the timeout, or a client sending a

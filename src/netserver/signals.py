@@ -51,6 +51,10 @@ class Signals:
         self.write_fd = -1
         self.installed: list[int] = []
         self.on_signal: Callable[[int], None] | None = None
+        # One bound method for every signal, made once: ``self._handler`` would make a new
+        # object per signal, and a forked child resetting its handlers writes to each of them
+        # (its reference count) and frees it, about 25 pages of private memory per child.
+        self._bound_handler = self._handler
 
     def fileno(self) -> int:
         return self.read_fd
@@ -63,8 +67,9 @@ class Signals:
         os.set_blocking(self.write_fd, False)
         _signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
         self.on_signal = on_signal
+        handler = self._bound_handler
         for signum in signums:
-            _signal.signal(signum, self._handler)
+            _signal.signal(signum, handler)
             self.installed.append(signum)
         _signal.signal(signal.SIGPIPE, _signal.SIG_IGN)
         for signum in ignore:

@@ -43,6 +43,7 @@ BOOT_FAILURE_LIMIT = 10
 BACKOFF_CAP = 5.0
 FAST_STOP_GRACE = 5.0  # INT: children abandon their work at once; KILL those that cannot
 CHILD_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)  # on_child_signal: what each does
+PARENT_DEATH_SIGNAL = int(signal.SIGHUP)  # a plain int: the enum member would be one more page a child writes
 
 
 class Supervisor(ChildLinks, Server):
@@ -325,7 +326,7 @@ class Supervisor(ChildLinks, Server):
         else:
             self.lock.child_init()
         daemon.drop_privileges(self.identity, self.options.chroot)
-        daemon.set_parent_death_signal(signal.SIGHUP)
+        daemon.set_parent_death_signal(PARENT_DEATH_SIGNAL)
         if os.getppid() != self.parent_pid:
             return 0
         self.signals.install(CHILD_SIGNALS, self.on_child_signal)

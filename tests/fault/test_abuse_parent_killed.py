@@ -139,3 +139,20 @@ def test_control_the_namespace_reader_sees_a_semaphore_left_behind():
         assert len(semaphores_in(ns_fd)) == 1
     finally:
         os.close(ns_fd)
+
+
+def test_parent_killed_ends_a_busy_childs_idle_connection(serve):
+    """A child inside a connection waits in recv, not in epoll, so it cannot see the death pipe:
+    the parent-death signal (HUP) reaches it, and it ends the connection at its idle point."""
+    server = serve("--max_servers", "1", "--port", "127.0.0.1:0")
+    kid = server.wait_children(1)[0]
+    with connect(server.addresses[0].tuple) as client:
+        assert read_line(client).startswith(b"Welcome")
+        client.sendall(b"hello\r\n")
+        assert b"hello" in read_line(client)
+        procs.wait_until(lambda: procs.wchan(kid) != ACCEPT_WAIT, 5, message="the child to wait in the connection")
+        os.kill(server.pid, signal.SIGKILL)
+        client.settimeout(LIMIT)
+        assert client.recv(100) == b"", "the connection stayed open after the parent died"
+    procs.wait_until(lambda: not procs.alive(kid), LIMIT, message=f"the child {kid} to leave")
+    procs.reap_strays()
