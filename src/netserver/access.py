@@ -20,9 +20,14 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple, Protocol
 
 from netserver.errors import ConfigError
+
+from .records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
 
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -30,11 +35,12 @@ _Regexes = tuple[re.Pattern[str], ...]
 _Networks = tuple[_IPNetwork, ...]
 
 
-class HostResolver(Protocol):
-    """What :func:`confirmed_hostname` needs: :class:`Resolver` or a test stub."""
+if TYPE_CHECKING:
+    class HostResolver(Protocol):
+        """What :func:`confirmed_hostname` needs: :class:`Resolver` or a test stub."""
 
-    def reverse(self, address: str) -> str | None: ...
-    def forward(self, name: str) -> list[str]: ...
+        def reverse(self, address: str) -> str | None: ...
+        def forward(self, name: str) -> list[str]: ...
 
 
 class Resolver:
@@ -114,7 +120,7 @@ def confirmed_hostname(address: str, resolver: HostResolver, log: Callable[..., 
     return None
 
 
-class AccessPolicy(NamedTuple):
+class AccessPolicy(Record):
     """The compiled allow/deny rules; frozen, so processes and threads can share it.
 
     * :meth:`compile` (parent, once at start-up; forked children inherit the result).
@@ -209,7 +215,7 @@ def _first_rule(kind: str, patterns, networks, names: tuple[str, ...], ip) -> st
     return None
 
 
-class Decision(NamedTuple):
+class Decision(Record):
     """What :meth:`AccessPolicy.decide` found: allowed or not, and why.
 
     ``rule`` names the option and the value as configured (``'deny 10\\..*'``,

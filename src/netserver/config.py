@@ -18,17 +18,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
 
 from .errors import ConfigError
 from .options import Option, option_table
+from .records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Options only other personalities declare -> the personality that is running (or a callable
 #: giving that map, asked only when an unknown option turns up).
 Foreign = dict[str, str] | Callable[[], dict[str, str]] | None
 
 
-class Raw(NamedTuple):
+class Raw(Record):
     """One occurrence of an option in a source."""
 
     name: str
@@ -159,7 +163,7 @@ def entries_from_mapping(mapping: dict[str, Any], origin: str) -> list[Raw]:
     return entries
 
 
-class Layered(NamedTuple):
+class Layered(Record):
     values: dict[str, Any]
     origins: dict[str, str]
 

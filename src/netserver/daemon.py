@@ -23,9 +23,9 @@ import pwd
 import signal
 import stat
 import sys
-from typing import NamedTuple
 
 from .errors import ConfigError, StartupError
+from .records import Record
 
 ENV_PIDFILE = "NETSERVER_PIDFILE_FD"
 
@@ -132,7 +132,7 @@ class PidFile:
             self.fd = -1
 
 
-class Identity(NamedTuple):
+class Identity(Record):
     """Who children run as: uid, gid, the exact supplementary groups."""
 
     uid: int

@@ -22,10 +22,10 @@ import os
 import re
 import socket
 import stat
-from typing import NamedTuple
 
 from .config import pair
 from .errors import BindError, ConfigError, ResolveError
+from .records import Record
 
 ENV_FDS = "NETSERVER_LISTEN_FDS"
 
@@ -33,7 +33,7 @@ _IPV_SUFFIX = re.compile(r"[|](ipv[46*])$", re.IGNORECASE)
 _PROTO_SUFFIX = re.compile(r"[,|\s/](tcp|udp|unix)$", re.IGNORECASE)
 
 
-class ListenSpec(NamedTuple):
+class ListenSpec(Record):
     """One parsed ``port`` entry."""
 
     proto: str  # 'tcp' | 'udp' | 'unix'
@@ -46,7 +46,7 @@ class ListenSpec(NamedTuple):
     index: int = 0  # position among the ports: two "127.0.0.1:0" are two sockets
 
 
-class Target(NamedTuple):
+class Target(Record):
     """A concrete socket to create: family, bind address, and dual-stack choice."""
 
     spec: ListenSpec

@@ -25,9 +25,14 @@ import re
 import signal
 import socket
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
-Parser = Callable[[Any], Any]
+from .records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    Parser = Callable[[Any], Any]
 
 _TRUE = {"1", "yes", "true", "on"}
 #: Syslog facility name -> code (<sys/syslog.h>; the names and codes of
@@ -40,7 +45,7 @@ SYSLOG_FACILITIES = {
 _FALSE = {"0", "no", "false", "off", ""}
 
 
-class Option(NamedTuple):
+class Option(Record):
     """One configuration setting.
 
     ``multi`` options collect every occurrence (port, allow...); scalar

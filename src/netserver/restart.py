@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from . import listeners as listen
 from .daemon import ENV_PIDFILE
 from .signals import block, restore
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     import subprocess
 

@@ -32,9 +32,12 @@ import stat
 import struct
 import termios
 from collections.abc import Callable
-from typing import Any
 
 from .errors import ConfigError, StartupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["AcceptLock", "FlockLock", "LockGone", "NoLock", "PipeLock", "SemaphoreLock", "make_lock"]
 

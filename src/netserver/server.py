@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
 
 from . import config, daemon, restart
 from . import listeners as listen
@@ -30,6 +29,10 @@ from .log import Log, RateLimit, StreamSink, make_sink
 from .options import BASE_OPTIONS, Option, collect
 from .signals import IGNORED, STOP_TOO, Signals, signal_name
 from .status import NullReporter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class StopServer(BaseException):

@@ -28,7 +28,6 @@ import gc
 import os
 import signal
 import sys
-from typing import Any
 
 from . import daemon, restart, serialize, status
 from .children import Child, ChildTable, describe_status
@@ -38,6 +37,10 @@ from .listeners import Listener
 from .server import Server, StopServer
 from .signals import HANDLED, IGNORED, STOP_TOO, block, restore, signal_name
 from .talk import ChildLinks
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 BOOT_FAILURE_LIMIT = 10
 BACKOFF_CAP = 5.0

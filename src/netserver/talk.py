@@ -35,7 +35,10 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 READ_LIMIT = 65536  # bytes the parent reads from one child per wake-up
 BUFFER_LIMIT = 65536  # unread bytes kept for the hook before they are dropped

@@ -7,7 +7,10 @@ class.  A server that runs PreForkSimple never imports Fork, INET or PreFork
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 #: Every personality's name, and the module of this package that defines it.
 PERSONALITIES = {"Single": "single", "PreForkSimple": "prefork_simple", "PreFork": "prefork", "Fork": "fork",

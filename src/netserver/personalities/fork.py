@@ -26,12 +26,14 @@ children finish their connection while the new image accepts.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..connection import Connection, Datagram
 from ..listeners import Listener
 from ..options import FORK_OPTIONS
 from ..supervisor import Supervisor
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ACCEPTS_PER_WAKE = 32  # bounded, so a flood of connections cannot keep signals waiting
 

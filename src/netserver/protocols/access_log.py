@@ -14,9 +14,12 @@ import os
 import re
 import time
 from collections.abc import Callable
-from typing import Any
 
 from ..errors import ConfigError, StartupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMATS = {
     "common": '%h %l %u %t "%r" %>s %b',

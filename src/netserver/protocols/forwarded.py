@@ -12,7 +12,10 @@ socket's peer at accept, before any header is read.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -25,12 +25,13 @@ import re
 import time
 from collections import deque
 from email.utils import formatdate
-from typing import NamedTuple
 
 try:
     import httptools
 except ImportError:  # pragma: no cover - exercised by the CLI test without the extra
     raise ImportError("HTTP needs httptools: pip install 'netserver[http]'") from None
+
+from ..records import Record
 
 
 class HTTPError(Exception):
@@ -42,7 +43,7 @@ class HTTPError(Exception):
         self.reason = reason
 
 
-class Limits(NamedTuple):
+class Limits(Record):
     """What one request may cost; each excess has its own status."""
 
     request_line: int = 8190       # 414 URI Too Long

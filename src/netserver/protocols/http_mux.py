@@ -44,7 +44,6 @@ import select
 import socket
 import time
 from collections import deque
-from typing import Any
 
 from .. import status
 from ..connection import SocketClient
@@ -52,6 +51,10 @@ from . import http
 from .response import AppError, Response
 from .wsgi import Channel
 from .wsgi_io import FileWrapper
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 IN, OUT, EDGE = select.EPOLLIN | select.EPOLLRDHUP, select.EPOLLOUT, select.EPOLLET
 ERRORS = select.EPOLLERR | select.EPOLLHUP

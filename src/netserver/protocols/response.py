@@ -15,10 +15,13 @@ import os
 import re
 import socket
 import stat
-from typing import Any
 
 from . import http
 from .wsgi_io import FileWrapper
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")

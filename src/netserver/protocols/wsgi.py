@@ -31,7 +31,6 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from .. import __version__
@@ -45,6 +44,10 @@ from .access_log import AccessLog
 from .forwarded import TrustedProxies
 from .response import AppError, Response, Sender
 from .wsgi_io import Errors, FileWrapper, Input
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def wsgi_app(value: Any) -> Any:

@@ -10,14 +10,16 @@ framing or its limit, which the server answers if no response has started.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
 
 from .http import Request
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
 
-class BodySource(Protocol):
-    def read_more(self, request: Request) -> None:
-        """Receive more of ``request``'s body into ``request.body`` (or raise)."""
+    class BodySource(Protocol):
+        def read_more(self, request: Request) -> None:
+            """Receive more of ``request``'s body into ``request.body`` (or raise)."""
 
 
 class Input:
