@@ -21,13 +21,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    Field = Callable[[dict[str, Any], Any, float], str]
+
 FORMATS = {
     "common": '%h %l %u %t "%r" %>s %b',
     "combined": '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"',
 }
 _DIRECTIVE = re.compile(r"%(?:\{([^}]*)\})?(>?)([a-zA-Z%])")
 _UNSAFE = re.compile(r'[^\x20-\x7e]|["\\]')
-Field = Callable[[dict[str, Any], Any, float], str]
 
 
 def _escape(text: str) -> str:
