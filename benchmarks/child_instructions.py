@@ -138,7 +138,7 @@ def main() -> None:
             raise SystemExit(f"{tool} is not installed (apt-get install valgrind nghttp2-client apache2-utils)")
     tools.compile_python()
     subjects = [("netserver", "netserver", SRC)] + [(f"netserver {s}", "netserver", Path(s)) for s in args.src]
-    subjects.append(("floor", "floor", SRC))
+    subjects.append(("floor", "floor", SRC))  # named per mode below
     for mode in args.modes.split(","):
         low, high = COUNTS[mode]
         for label, kind, src in subjects:
@@ -146,7 +146,8 @@ def main() -> None:
             second = child_instructions(kind, src, mode, high)
             per = (second - first) / (high - low)
             unit = "request" if mode == "keepalive" else "connection"
-            label = {"floor": "Python floor" if mode == "line" else "epoll floor"}.get(label, label)
+            if kind == "floor":
+                label = "Python floor" if mode == "line" else "epoll floor"
             print(f"{mode:9} {label:28} {per / 1000:7.1f}k instructions per {unit}", flush=True)
 
 

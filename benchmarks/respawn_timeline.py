@@ -39,28 +39,13 @@ from pathlib import Path
 
 from harness import tools
 from harness.procfs import children_of
+from respawn_paired import commands  # the same servers, started the same way
 
 BENCH = Path(__file__).resolve().parent
 EVENTS = ",".join(("signal:signal_generate", "sched:sched_process_exit", "sched:sched_process_fork",
                    "raw_syscalls:sys_enter", "raw_syscalls:sys_exit"))
 STEPS = ("victim exits", "parent wakes", "until clone", "clone", "child first runs", "child boots", "total")
 LINE = re.compile(r"\s*(\d+)\s+([\d.]+):\s+(\S+):\s*(.*)")
-
-
-def commands(sources: list[str]) -> dict[str, tuple[list[str], dict]]:
-    port = 9680
-    out = {
-        "Python floor": (tools.python_command(BENCH / "servers" / "pyfloor.py", "--port", f"127.0.0.1:{port}",
-                                              "--workers", "4", "--once"), tools.python_env()),
-        "Perl": (["perl", str(BENCH / "servers" / "perl_preforksimple.pl"), "--port", f"127.0.0.1:{port + 1}",
-                  "--workers", "4"], tools.python_env()),
-    }
-    for index, src in enumerate([*sources, str(tools.REPO_DIR / "src")]):
-        label = f"netserver {src}" if index < len(sources) else "netserver"
-        argv = (f"--port=127.0.0.1:{port + 2 + index}", "--max_servers=4", "--max_requests=0", "--log_level=0",
-                "--once")
-        out[label] = (tools.python_command(BENCH / "servers" / "netserver_echo.py", *argv), tools.python_env((src,)))
-    return out
 
 
 def one_kill(parent: int, workdir: str) -> tuple[list[float], dict[str, list[tuple[float, str]]]]:
@@ -107,7 +92,7 @@ def main() -> None:
     if shutil.which("perf") is None or os.geteuid() != 0:
         raise SystemExit("needs root and perf (apt-get install linux-perf)")
     tools.compile_python()
-    for label, (argv, env) in commands(args.src).items():
+    for label, (argv, env) in commands(4, args.src).items():
         server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rows, calls = [], {}
         try:
