@@ -25,17 +25,16 @@ from netserver.errors import ConfigError
 
 from .records import Record
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Protocol
-
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _Regexes = tuple[re.Pattern[str], ...]
 _Networks = tuple[_IPNetwork, ...]
 
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Protocol
+
     class HostResolver(Protocol):
         """What :func:`confirmed_hostname` needs: :class:`Resolver` or a test stub."""
 

@@ -20,7 +20,6 @@ import fcntl
 import grp
 import os
 import pwd
-import signal
 import stat
 import sys
 
@@ -221,7 +220,7 @@ _prctl = ctypes.CDLL(None).prctl
 _prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
 
 
-def set_parent_death_signal(signum: int = signal.SIGHUP) -> None:
+def set_parent_death_signal(signum: int) -> None:
     """Ask the kernel to signal us when the parent dies.
 
     It must come after any uid/gid change (which clears it), and the caller

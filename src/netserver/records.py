@@ -41,7 +41,7 @@ else:
                 raise TypeError(f"{name}: a field without a default follows one with a default")
             cls = collections.namedtuple(name, fields, defaults=defaults, module=namespace.get("__module__"))
             for key, value in namespace.items():
-                if key not in fields and key not in ("__module__", "__dict__", "__weakref__"):
+                if key not in fields and key != "__module__":  # namedtuple was given the module
                     setattr(cls, key, value)
             return cls
 
