@@ -143,7 +143,7 @@ class Launcher:
 
     def __call__(self, *args: str, script: str | None = None, ready_timeout: float = 20.0,
                  env: dict | None = None, cwd: str | None = None, port: str | None = "127.0.0.1:0",
-                 preexec=None) -> ServerHandle:
+                 preexec=None, log_file: bool = True) -> ServerHandle:
         self.count += 1
         log_path = self.tmp_path / f"server{self.count}.log"
         read_fd, write_fd = os.pipe()
@@ -151,7 +151,7 @@ class Launcher:
         if port is not None and not any(a.startswith("--port") for a in argv):
             argv += ["--port", port]
         argv += ["--ready_fd", str(write_fd)]
-        if not any(a.startswith("--log_file") for a in argv):
+        if log_file and not any(a.startswith("--log_file") for a in argv):  # False: the test's conf names one
             argv += ["--log_file", str(log_path)]
         with open(self.tmp_path / f"stderr{self.count}", "wb") as stderr:
             process = subprocess.Popen(self.command(argv, script), env=server_env(env), cwd=cwd or self.tmp_path,

@@ -79,6 +79,16 @@ class _SocketRaw(io.RawIOBase):
         self.received += count
         return count
 
+    def has_input(self) -> bool:
+        """Bytes the kernel holds for us: a line the client sent while the last one was served."""
+        sock = self._sock
+        if type(sock) is _PipeEnd:
+            return sock.readable_now()
+        try:
+            return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:
+            return False
+
     def end_line(self) -> None:
         """Give the socket back its full timeout after a line that shortened it."""
         self.deadline = 0.0
@@ -125,8 +135,8 @@ class LineReader(io.BufferedReader):
         if raw.received == self.consumed and self.consumed:
             # Idle between requests.  A connection that has sent no line yet is not idle: its
             # client may have its first request on the way, and closing it would lose that.
-            if self.close_when_idle:
-                return b""
+            if self.close_when_idle and not raw.has_input():
+                return b""  # (a line already sent is served: the client had it on its way before the stop)
             raw.idle = True
         if not raw.timeout:
             try:
@@ -428,6 +438,9 @@ class _PipeEnd:
         if wakeup_fd >= 0:
             self._poll.register(wakeup_fd, select.POLLIN)
 
+    def readable_now(self) -> bool:
+        return any(fd == self.fd for fd, _ in self._poll.poll(0))
+
     def setsockopt(self, level: int, option: int, value: bytes) -> None:
         whole, micro = struct.unpack("@ll", value)
         self.wait = whole + micro / 1e6
@@ -435,7 +448,7 @@ class _PipeEnd:
     def recv_into(self, buffer) -> int:
         deadline = time.monotonic() + self.wait if self.wait else None
         while True:
-            if self.closing and self.raw is not None and self.raw.idle:
+            if self.closing and self.raw is not None and self.raw.idle and not self.readable_now():
                 return 0
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:

@@ -157,6 +157,11 @@ def resolve_identity(user: str | None, group: str | None, origins: dict[str, str
         if not gids:
             raise ConfigError("group", group, origins.get("group"), "names no group")
         return Identity(uid, gids[0], tuple(dict.fromkeys(gids)), name)
+    if primary is None and uid != os.geteuid():
+        # No passwd entry, so no group of its own: the parent's (root's, as a rule) would be kept.
+        raise ConfigError("user", user, origins.get("user"),
+                          "has no passwd entry, so it has no group to run in: name one with group "
+                          "(e.g. group nogroup)")
     gid = primary if primary is not None else os.getegid()
     groups = tuple(os.getgrouplist(name, gid)) if primary is not None else (gid,)
     return Identity(uid, gid, groups, name)

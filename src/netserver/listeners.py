@@ -301,26 +301,31 @@ def open_listener(target: Target, backlog: int, port_override: int | None = None
     return Listener(target, sock)
 
 
-def _open_unix(target: Target, backlog: int) -> Listener:
-    path = target.spec.path
+def _claim_unix_path(path: str, remove_stale: bool = True) -> None:
+    """Refuse a path that is no socket or that another server listens on; remove a stale socket."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
-        info = None
-    if info is not None:
-        if not stat.S_ISSOCK(info.st_mode):
-            raise BindError(f"unix:{path}", "the path exists and is not a socket; not removing it")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(path)
-        except ConnectionRefusedError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise BindError(f"unix:{path}", "the path exists and is not a socket; not removing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        if remove_stale:
             os.unlink(path)  # stale: nobody listens on it
-        except OSError:
-            pass
-        else:
-            raise BindError(f"unix:{path}", "another server is listening on this socket")
-        finally:
-            probe.close()
+    except OSError:
+        pass
+    else:
+        raise BindError(f"unix:{path}", "another server is listening on this socket")
+    finally:
+        probe.close()
+
+
+def _open_unix(target: Target, backlog: int) -> Listener:
+    path = target.spec.path
+    _claim_unix_path(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
@@ -330,6 +335,32 @@ def _open_unix(target: Target, backlog: int) -> Listener:
         sock.close()
         raise BindError(f"unix:{path}", error) from None
     return Listener(target, sock, unix_inode=(info.st_dev, info.st_ino))
+
+
+def probe(targets: list[Target], held: set[str]) -> None:
+    """Raise the BindError that binding would meet, without keeping (or creating) anything.
+
+    For the HUP check: ``held`` are the keys of the running server's
+    listeners, which the new image adopts rather than binds.  A TCP or UDP
+    port is bound and closed at once (the new image binds it a moment later:
+    only a race with another program can still lose it); a unix socket's path
+    is only looked at, since binding it would create the file.
+    """
+    for target in targets:
+        spec = target.spec
+        if target.key in held or (spec.proto != "unix" and spec.port == 0):
+            continue
+        if spec.proto == "unix":
+            _probe_unix(spec.path)
+            continue
+        open_listener(target, 1).sock.close()
+
+
+def _probe_unix(path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BindError(f"unix:{path}", f"the directory {folder} does not exist")
+    _claim_unix_path(path, remove_stale=False)  # a stale socket is the new image's to remove
 
 
 def bind_all(targets: list[Target], backlog: int, inherited: dict[str, socket.socket],

@@ -266,7 +266,8 @@ BASE_OPTIONS: tuple[Option, ...] = (
            "unchanged.", metavar="USER"),
     Option("group", optional(text), None,
            "Run as these groups (names or gids, space or comma separated): the first is the gid, "
-           "all are the supplementary groups. Default: the user's groups.", metavar="GROUPS"),
+           "all are the supplementary groups. Default: the user's groups (a `user` uid with no passwd "
+           "entry has none: name a `group`).", metavar="GROUPS"),
     Option("chroot", optional(text), None,
            "Children (Single: the server) chroot into this directory after binding. Default: none.",
            metavar="DIR"),

@@ -3,7 +3,10 @@
 The sequence, and why each step is there:
 
 1. Validate first.  The same command line runs in a check-mode subprocess
-   (configure, import the handler, resolve users and hosts, bind nothing),
+   (configure, import the handler, resolve users and hosts; try the log
+   file, and when the new configuration keeps none of the running ports,
+   bind its ports and close them at once, so that a port in use refuses the
+   HUP instead of ending the server in the new image),
    watched from the parent's selector so the parent keeps reaping and
    respawning meanwhile.  A bad conf file is logged and the running server
    goes on unchanged (nginx's behaviour; Apache 1.3 died here).
@@ -38,11 +41,13 @@ if TYPE_CHECKING:  # pragma: no cover
 ENV_RESTART = "NETSERVER_RESTART"
 ENV_CHECK = "NETSERVER_CHECK"
 ENV_CHECK_PERSONALITY = "NETSERVER_CHECK_PERSONALITY"  # the running one: a HUP cannot change it
+ENV_CHECK_HELD = "NETSERVER_CHECK_HELD"  # the running listeners' keys: adopted, so not probed
 ENV_OLD_CHILDREN = "NETSERVER_OLD_CHILDREN"
 ENV_DEATH_FD = "NETSERVER_DEATH_FD"
 ENV_SCOREBOARD_FD = "NETSERVER_SCOREBOARD_FD"
 CHECK_TIMEOUT = 30.0
-_ENV_KEYS = (ENV_RESTART, ENV_CHECK, ENV_OLD_CHILDREN, ENV_DEATH_FD, ENV_SCOREBOARD_FD, listen.ENV_FDS, ENV_PIDFILE)
+_ENV_KEYS = (ENV_RESTART, ENV_CHECK, ENV_CHECK_PERSONALITY, ENV_CHECK_HELD, ENV_OLD_CHILDREN, ENV_DEATH_FD,
+             ENV_SCOREBOARD_FD, listen.ENV_FDS, ENV_PIDFILE)
 
 
 def command_line(start_dir: str) -> list[str]:
@@ -94,11 +99,11 @@ class Restart:
             return
         server.log(2, "Received SIGHUP: checking the configuration before restarting")
         env = dict(os.environ)
+        for key in _ENV_KEYS:
+            env.pop(key, None)
         env[ENV_CHECK] = "1"
         env[ENV_CHECK_PERSONALITY] = server.personality
-        for key in _ENV_KEYS:
-            if key != ENV_CHECK:
-                env.pop(key, None)
+        env[ENV_CHECK_HELD] = "\n".join(listener.target.key for listener in server.listeners)
         argv = command_line(server.start_dir)
         import subprocess  # only a HUP needs it: kept out of start-up time
 

@@ -101,6 +101,7 @@ class Server:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._options_table = MappingProxyType(collect(cls))
+        _refuse_hidden_mixin_methods(cls)
 
     @classmethod
     def option_table(cls) -> dict[str, Option]:
@@ -184,6 +185,11 @@ class Server:
             self.pre_loop_hook()             # user
             self._serving = True
             self.loop()                      # serve until stopped
+        except NetServerError as error:
+            if self.restarting:
+                # After a HUP re-exec stderr may lead nowhere (a daemon's): the log says why it ended.
+                self.log(0, "The restart failed and the server stops: %s", error)
+            raise
         finally:
             self.server_close()              # children, listeners, pid file
 
@@ -246,7 +252,9 @@ class Server:
             source = origins["server_type"] if origins["server_type"] != "default" else origins["handler"]
             raise ConfigError("server_type", self.personality, source,
                               f"cannot replace the running {running} on a HUP; stop and start the server")
-        if not hup_check:
+        if hup_check:
+            self._check_restart_can_start()
+        else:
             # stdout, as nginx -T and gunicorn --print-config do, in conf-file syntax so that it
             # can be saved and read back; the HUP check's output is only read for a refusal.
             table = self.option_table()
@@ -254,6 +262,33 @@ class Server:
             print("\n".join(lines), flush=True)
         print(f"configuration OK ({self.personality})", file=sys.stderr)
         return True
+
+    def _check_restart_can_start(self) -> None:
+        """What the new image must do before it serves, tried now: a failure there ends the server.
+
+        The re-exec keeps the pid and hands the old children to the new
+        image, so an image that cannot start takes the whole server down
+        with it.  Opening the log file (which the running server is about
+        to do anyway) and, when the new configuration keeps none of the running
+        ports, binding its ports catch the usual causes: a new log path that
+        cannot be written, a port another program has.
+        """
+        options = self.options
+        if options.log_file is not None:
+            try:
+                if options.log_file.lower() in ("syslog", "sys::syslog"):
+                    make_sink(options.log_file, options.syslog_ident, options.syslog_facility,
+                              options.syslog_logsock).close()
+                else:
+                    _try_appending(options.log_file)
+            except (OSError, ValueError) as error:
+                raise daemon.StartupError(f"log_file: cannot open {options.log_file!r} "
+                                          f"({self.option_origins['log_file']}): {_reason(error)}") from None
+        held = set(os.environ.get(restart.ENV_CHECK_HELD, "").split("\n"))
+        if not held & {target.key for target in self.targets}:
+            # Keeping a port, the new image skips a new one it cannot bind (and logs it); with
+            # every port changed, a port it cannot bind ends it.
+            listen.probe(self.targets, held)
 
     def in_check_mode(self) -> bool:
         """--check_config, or the HUP's validation subprocess: configure, bind nothing, open nothing."""
@@ -280,7 +315,8 @@ class Server:
         try:
             sink = make_sink(options.log_file, options.syslog_ident, options.syslog_facility, options.syslog_logsock)
         except (OSError, ValueError) as error:
-            raise daemon.StartupError(f"log_file: cannot open {options.log_file!r}: {error}") from None
+            raise daemon.StartupError(f"log_file: cannot open {options.log_file!r} "
+                                      f"({self.option_origins['log_file']}): {_reason(error)}") from None
         self.log.configure(options.log_level, sink)
         for note in notes:
             self.log(*note)
@@ -702,3 +738,39 @@ class Server:
 
 
 Server._options_table = MappingProxyType(collect(Server))
+
+
+def _try_appending(path: str) -> None:
+    """Open ``path`` as the log will be, leaving nothing behind: a file made for the test is removed."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
+    except FileNotFoundError:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+        os.unlink(path)
+
+
+def _reason(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error)
+
+
+def _refuse_hidden_mixin_methods(cls: type) -> None:
+    """A mixin listed after the personality would have its methods hidden by netserver's defaults.
+
+    ``class App(PreForkSimple, Protocol)`` puts Protocol after Server in the
+    MRO, so Server's demo ``process_request`` (and every no-op hook) wins
+    over the protocol's, silently.  Its options would still be collected, so
+    nothing else would tell: refuse the class, naming the order that works.
+    """
+    mro = cls.__mro__
+    after = mro[mro.index(Server) + 1:-1]  # what comes after Server, object left out
+    for mixin in after:
+        for name in vars(mixin):
+            if name.startswith("__") or name == "declared_options":
+                continue
+            owner = next(klass for klass in mro if name in vars(klass))
+            if owner is not mixin and issubclass(owner, Server) and owner.__module__.startswith("netserver."):
+                base = next(klass for klass in cls.__bases__ if issubclass(klass, Server))
+                raise TypeError(
+                    f"{cls.__name__}: {mixin.__name__}.{name} is hidden by {owner.__name__}.{name}, because "
+                    f"{mixin.__name__} comes after {base.__name__} in the MRO; list the mixin first: "
+                    f"class {cls.__name__}({mixin.__name__}, {base.__name__})")

@@ -219,13 +219,20 @@ def test_term_closes_an_idle_persistent_client_at_once(start):
 
 
 @every("stops")
-def test_term_lets_a_request_in_flight_finish(start):
+@pytest.mark.parametrize("sent_meanwhile", [b"", b"after\n"], ids=["alone", "with-a-line-waiting"])
+def test_term_lets_a_request_in_flight_finish(start, sent_meanwhile):
+    # A line sent while the request ran waits in the kernel, not in the reader's buffer: the
+    # connection is not idle until it is answered too.
     server = start("--handler", "echo:Persistent", *_long_grace(start))
     with connect(server.addr, timeout=8) as sock:
         sock.sendall(b"slow\n")
-        time.sleep(0.4)
+        time.sleep(0.2)
+        sock.sendall(sent_meanwhile)
+        time.sleep(0.2)
         server.signal(signal.SIGTERM)
         assert read_line(sock) == b"done\n"
+        if sent_meanwhile:
+            assert read_line(sock) == sent_meanwhile
         assert read_all(sock) == b""  # then it is idle, and closed
     assert server.wait_exit(5) == 0
 

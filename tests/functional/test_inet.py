@@ -206,6 +206,21 @@ def test_term_ends_an_idle_pipe_pair_at_once():
         assert idle.stdout.read() == b""
 
 
+def test_term_still_answers_a_line_that_waits_in_the_pipe():
+    with subprocess.Popen([*INET, "--handler", "echo:Persistent"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=ENV) as busy:
+        busy.stdin.write(b"slow\n")
+        busy.stdin.flush()
+        time.sleep(0.3)
+        busy.stdin.write(b"after\n")
+        busy.stdin.flush()
+        time.sleep(0.2)
+        busy.send_signal(signal.SIGTERM)  # stdin stays open: the stop ends the read once "after" is served
+        assert busy.wait(10) == 0
+        busy.stdin.close()
+        assert busy.stdout.read() == b"done\nafter\n"
+
+
 def test_a_unix_stream_socket_on_fd_0_is_a_unix_client():
     ours, theirs = socket.socketpair()
     with ours, theirs:

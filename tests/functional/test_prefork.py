@@ -222,6 +222,55 @@ def test_hup_with_a_broken_conf_file_keeps_the_old_server(serve, tmp_path):
     assert pid_of(server.addr) in kids
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_hup_to_a_port_another_program_holds_is_refused_and_the_old_server_serves_on(serve, tmp_path):
+    # The re-exec hands the children to the new image: an image that cannot bind would end the
+    # whole server, so the check binds the ports the running server does not hold first.
+    conf = tmp_path / "server.conf"
+    conf.write_text(f"port 127.0.0.1:{_free_port()}\nmax_servers 2\nlog_level 2\n")
+    server = serve("--conf_file", str(conf), "--handler", "echo:Pid", port=None)
+    kids = server.wait_children(2)
+    with socket.create_server(("127.0.0.1", 0)) as squatter:
+        taken = squatter.getsockname()[1]
+        conf.write_text(f"port 127.0.0.1:{taken}\nmax_servers 2\nlog_level 2\n")
+        server.signal(signal.SIGHUP)
+        procs.wait_until(lambda: "HUP refused" in server.log(), 15, message="the refusal")
+    assert f"cannot bind 127.0.0.1:{taken}: address already in use" in server.log()
+    assert "Re-exec" not in server.log()
+    assert server.children() == kids
+    assert pid_of(server.addr) in kids
+
+
+def test_hup_to_a_log_file_that_cannot_be_opened_is_refused(serve, tmp_path):
+    log = tmp_path / "first.log"
+    conf = tmp_path / "server.conf"
+    port = _free_port()
+    conf.write_text(f"port 127.0.0.1:{port}\nmax_servers 1\nlog_level 2\nlog_file {log}\n")
+    server = serve("--conf_file", str(conf), "--handler", "echo:Pid", port=None, log_file=False)
+    kids = server.wait_children(1)
+    (tmp_path / "a-folder.log").mkdir()
+    conf.write_text(f"port 127.0.0.1:{port}\nmax_servers 1\nlog_level 2\nlog_file {tmp_path / 'a-folder.log'}\n")
+    server.signal(signal.SIGHUP)
+    procs.wait_until(lambda: "HUP refused" in log.read_text(), 15, message="the refusal")
+    assert f"log_file: cannot open '{tmp_path / 'a-folder.log'}' ({conf}:4): Is a directory" in log.read_text()
+    assert server.children() == kids
+    assert pid_of(server.addr) in kids
+
+
+def test_a_restart_that_fails_in_the_new_image_says_why_in_the_log(serve):
+    server = serve("--handler", "prefork_handlers:FailsOnceRestarted", "--max_servers", "2")
+    kids = server.wait_children(2)
+    server.signal(signal.SIGHUP)
+    assert server.wait_exit(15) == 1
+    assert "The restart failed and the server stops: the licence server is unreachable" in server.log()
+    procs.wait_until(lambda: not any(procs.alive(pid) for pid in kids), 5, message="the old children to leave")
+
+
 def test_hup_storm_leaves_exactly_max_servers(serve):
     server = serve("--max_servers", "3", "--handler", "echo:Pid")
     for _ in range(10):

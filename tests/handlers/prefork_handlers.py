@@ -113,3 +113,13 @@ class NotesFailedCloses(Hooks):
 
     def post_configure_hook(self):
         os.close = _close_noting_failures  # in the parent, before it forks: its children inherit it
+
+
+class FailsOnceRestarted(PreForkSimple):
+    """Starts, passes the HUP check, and fails in the re-exec'ed image (a start-up the check cannot try)."""
+
+    def post_bind_hook(self):
+        if self.restarting:
+            from netserver import StartupError
+
+            raise StartupError("the licence server is unreachable")

@@ -30,6 +30,18 @@ def test_a_mixin_behind_composes_too():
     assert {"greeting", "max_servers"} <= set(App.option_table())
 
 
+def test_a_mixin_behind_whose_methods_the_personality_would_hide_is_refused_naming_the_order_that_works():
+    class Upper:
+        def process_request(self, client):
+            client.wfile.write(b"UP\n")
+
+    with pytest.raises(TypeError) as caught:
+        type("App", (Single, Upper), {})
+    assert str(caught.value) == ("App: Upper.process_request is hidden by Server.process_request, because Upper "
+                                 "comes after Single in the MRO; list the mixin first: class App(Upper, Single)")
+    assert type("App", (Upper, Single), {}).process_request is Upper.process_request
+
+
 def test_each_class_declares_only_its_own():
     assert "max_servers" not in Single.option_table()
     assert "max_servers" in PreForkSimple.option_table()
