@@ -379,7 +379,7 @@ def bind_all(targets: list[Target], backlog: int, inherited: dict[str, socket.so
         for target in targets:
             sock = inherited.pop(target.key, None)
             if sock is not None:
-                listener = Listener(target, sock, inherited=True)
+                listener = Listener(target, sock, inherited=True, unix_inode=_socket_file(target))
                 log(3, "Reassociating file descriptor %d with %s", sock.fileno(), listener.display())
             else:
                 override = chosen_port.get(target.spec) if target.spec.port == 0 else None
@@ -403,6 +403,21 @@ def bind_all(targets: list[Target], backlog: int, inherited: dict[str, socket.so
         log(2, "Closing un-mapped inherited socket %s (fd %d)", key, sock.fileno())
         sock.close()
     return listeners
+
+
+def _socket_file(target: Target) -> tuple[int, int] | None:
+    """An adopted unix listener's file, so that the image that stops last removes it.
+
+    The previous image bound it and has held the socket since, so the socket
+    file at the path now is taken for ours (its inode is not handed over).
+    """
+    if target.spec.proto != "unix":
+        return None
+    try:
+        info = os.lstat(target.spec.path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISSOCK(info.st_mode) else None
 
 
 def export_env(listeners: list[Listener]) -> str:

@@ -195,6 +195,34 @@ def port_spec(value: Any) -> str:
     return spec
 
 
+def syslog_options(value: Any) -> str:
+    words = text(value).replace("|", ",").replace(" ", ",").split(",")
+    unknown = [word for word in words if word and word not in ("cons", "ndelay", "nowait", "pid", "nofatal")]
+    if unknown:
+        raise ValueError(f"names {unknown[0]!r}, which is not one of cons, ndelay, nowait, pid, nofatal")
+    return text(value)
+
+
+#: Perl's Sys::Syslog socket types (Net::Server's syslog_logsock) that name a place we can send to.
+SYSLOG_SOCKET_TYPES = {"native": "/dev/log", "unix": "/dev/log", "stream": "/dev/log",
+                       "udp": "localhost:514", "inet": "localhost:514"}
+
+
+def syslog_socket(value: Any) -> str:
+    """A unix path, host:port (UDP), or one of Perl's socket types, read as where it sends."""
+    where = text(value)
+    lower = where.lower()
+    if lower in SYSLOG_SOCKET_TYPES:
+        return SYSLOG_SOCKET_TYPES[lower]
+    if lower in ("tcp", "console"):
+        raise ValueError(f"(Sys::Syslog's {lower}) is not supported: give a unix path, or host:port for UDP")
+    host, _, port = where.rpartition(":")
+    if where.startswith("/") or (host and port.isdigit()):
+        return where
+    raise ValueError("is not a unix path (starting with /), host:port for UDP, or one of Perl's "
+                     "unix, native, stream, udp, inet")
+
+
 def octal_mode(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
@@ -248,8 +276,13 @@ BASE_OPTIONS: tuple[Option, ...] = (
     Option("syslog_ident", text, "netserver", "Syslog identity. Default netserver.", metavar="NAME"),
     Option("syslog_facility", choice(*SYSLOG_FACILITIES), "daemon",
            "Syslog facility name (daemon, local0 ... local7, mail...). Default daemon.", metavar="NAME"),
-    Option("syslog_logsock", optional(text), None,
-           "Syslog socket: a unix path, or host:port for UDP. Default /dev/log.", metavar="SOCKET"),
+    Option("syslog_logsock", optional(syslog_socket), None,
+           "Syslog socket: a unix path, or host:port for UDP; Perl's unix, native and stream mean "
+           "/dev/log, udp and inet localhost:514. Default /dev/log.", metavar="SOCKET"),
+    Option("syslog_logopt", syslog_options, "pid",
+           "Accepted from Net::Server conf files (cons, ndelay, nowait, pid, nofatal): the pid is "
+           "always in the record, the socket opens at start-up and a failed send is never fatal. "
+           "Default pid.", metavar="OPTS"),
     Option("pid_file", optional(text), None,
            "Write the server's pid here and hold a lock on it while running; a second instance "
            "with the same pid file refuses to start. Default: none.", metavar="PATH"),

@@ -69,8 +69,19 @@ class Server:
     post_process_request_hook(client, ok)  child*  nothing; ok = allowed
     post_client_connection_hook(client) child*   nothing; after the client is closed
     child_finish_hook()                 child    nothing; before the child exits
-    pre_server_close_hook()             parent   nothing; before listeners close
+    pre_server_close_hook()             parent   nothing; a stop's first step, before
+                                                 listeners close and children are told
+    post_child_cleanup_hook()           parent   nothing; the children are gone
+    restart_open_hook()                 parent   nothing; the new image after a HUP,
+                                                 before it adopts the listeners
     restart_close_hook()                parent   nothing; just before a HUP re-exec
+    pre_fork_hook()                     parent   nothing; before each fork (forking
+                                                 personalities)
+    run_n_children_hook(count)          parent   nothing; before forking count pool children
+    delete_child_hook(pid)              parent   nothing; a child was reaped
+    idle_loop_hook()                    parent   nothing; each pass of the parent's loop
+                                                 (forking personalities)
+    pre_accept_hook()                   parent   nothing; Fork, before each accept
     done() -> bool                      child*   False; True after a connection ends the loop
     dequeue()                           dequeue  run_dequeue(), which must be overridden
     ==================================  =======  ====================================
@@ -141,6 +152,7 @@ class Server:
         self._in_request = False
         self._stop_requested = False
         self._closed = False
+        self._close_begun = False  # pre_server_close_hook has run
         self._serving = False
         self._status_fd = -1
         self.ready_fds: list[int] = []
@@ -176,6 +188,7 @@ class Server:
         try:
             self.open_files()                # pid file lock, then the log (check mode: stderr only)
             self.post_configure_hook()       # user: its lines reach log_file
+            self._warn_about_perl_hooks()    # Net::Server hooks defined here that nothing calls
             if self.check_only():
                 return                       # --check_config / HUP validation stops here
             self.pre_bind()                  # what the children share: the denied-log rate limit
@@ -370,6 +383,8 @@ class Server:
             self.log(1, "Only deny rules are configured: every client will be denied")
 
     def bind(self) -> None:
+        if self.restarting:
+            self.restart_open_hook()
         inherited = listen.import_env(os.environ.pop(listen.ENV_FDS, None), self.targets)
         restarted = bool(inherited)
         inherited.update(listen.import_systemd(self.targets, self.log))
@@ -421,16 +436,28 @@ class Server:
             if self.pid_file is not None:
                 self.pid_file.remove()  # the log failed to open right after the lock was taken
             return
-        self.pre_server_close_hook()
+        self.begin_close()
         if self._serving:
             self.log(2, "Server closing!")
         self.close_listeners()
         self.stop_children()
+        self.post_child_cleanup_hook()
         for listener in self.listeners:
             listener.remove_socket_file()
         if self.pid_file is not None:
             self.pid_file.remove()
         self.signals.close()
+
+    def _warn_about_perl_hooks(self) -> None:
+        for name, instead in _HOOKS_NOT_CALLED.items():
+            if hasattr(self, name):
+                self.log(1, "%s is a Net::Server hook that netserver never calls: %s", name, instead)
+
+    def begin_close(self) -> None:
+        """The stop's first step: ``pre_server_close_hook``, once, before a child is told to stop."""
+        if not self._close_begun:
+            self._close_begun = True
+            self.pre_server_close_hook()
 
     # ------------------------------------------------------------- readiness
     def notify_ready(self) -> None:
@@ -698,7 +725,14 @@ class Server:
     def post_process_request_hook(self, client: Any, ok: bool) -> None: ...
     def post_client_connection_hook(self, client: Any) -> None: ...
     def pre_server_close_hook(self) -> None: ...
+    def post_child_cleanup_hook(self) -> None: ...
+    def restart_open_hook(self) -> None: ...
     def restart_close_hook(self) -> None: ...
+    def pre_fork_hook(self) -> None: ...
+    def run_n_children_hook(self, count: int) -> None: ...
+    def delete_child_hook(self, pid: int) -> None: ...
+    def idle_loop_hook(self) -> None: ...
+    def pre_accept_hook(self) -> None: ...
 
     # ------------------------------------------------------------- restart support
     def restart_env(self) -> dict[str, str]:
@@ -751,6 +785,17 @@ def _try_appending(path: str) -> None:
 
 def _reason(error: Exception) -> str:
     return getattr(error, "strerror", None) or str(error)
+
+
+#: Net::Server hooks with no place here, and what to use instead.
+_HOOKS_NOT_CALLED = {
+    "write_to_log_hook": "records go to log_file or syslog, through self.log",
+    "fatal_hook": "a start-up error is raised (ConfigError, StartupError) and printed by run()",
+    "can_read_hook": "the server reads no listener on the application's behalf",
+    "parent_read_hook": "with child_communication the parent calls child_is_talking_hook(sock)",
+    "cleanup_dead_child_hook": "delete_child_hook(pid) runs for every child reaped",
+    "other_child_died_hook": "the parent reaps only its own children",
+}
 
 
 def _refuse_hidden_mixin_methods(cls: type) -> None:

@@ -166,6 +166,7 @@ class Supervisor(ChildLinks, Server):
             events.run_once()
             self.reap()
             self.top_up()
+            self.idle_loop_hook()
 
     # ------------------------------------------------------------ keeping the pool
     def top_up(self) -> None:
@@ -236,8 +237,11 @@ class Supervisor(ChildLinks, Server):
         self.open_links([ready_write for _, ready_write in pipes])  # child_communication only
         forked: list[int] = []
         failure = None
+        if kind == "server":
+            self.run_n_children_hook(len(pipes))
         mask = block(self.signals.installed)
         for (_, ready_write), reporter in zip(pipes, reporters, strict=True):
+            self.pre_fork_hook()
             try:
                 pid = os.fork()
             except OSError as error:
@@ -405,6 +409,7 @@ class Supervisor(ChildLinks, Server):
             self.forget(child, exit_status)
 
     def forget(self, child: Child, exit_status: int | None) -> None:
+        self.delete_child_hook(child.pid)
         self.children.by_pid.pop(child.pid, None)
         if not child.booted and child.ready_fd >= 0:
             # The child may have reported ready, served and exited before the
@@ -458,6 +463,7 @@ class Supervisor(ChildLinks, Server):
         if self.stopping and not fast:
             return
         if not self.stopping:
+            self.begin_close()  # pre_server_close_hook, before any child is told (Net::Server's order)
             self.log(2, "Received %s: stopping %d children%s", signal_name(signum), len(self.children),
                      " (fast)" if fast else "")
         self.stopping = True

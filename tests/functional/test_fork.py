@@ -88,3 +88,15 @@ def test_the_connection_child_drops_privileges_and_the_parent_keeps_them(serve, 
     uid, gid, _ = talk(server.addr, b"").split()
     assert (int(uid), int(gid)) == (nstest.pw_uid, nstest.pw_gid)
     assert procs.status_field(server.pid, "Uid").split()[0] == "0"
+
+
+def test_the_parent_runs_pre_accept_hook_then_pre_fork_hook_for_each_connection(serve, marks):
+    server = serve("--server_type", "Fork", "--handler", "fork_handlers:CountsAccepts", env={"MARK_DIR": str(marks)})
+    for n in range(3):
+        assert talk(server.addr, b"%d\n" % n) == b"%d\n" % n
+    hooks = [line.split() for line in (marks / "hooks").read_text().splitlines()]
+    assert {int(pid) for pid, _ in hooks} == {server.pid}
+    order = [what for _, what in hooks]
+    # Before every accept, including the one that finds the queue empty and ends the wake-up.
+    assert order.count("pre_fork_hook") == 3
+    assert all(order[i - 1] == "pre_accept_hook" for i, what in enumerate(order) if what == "pre_fork_hook")

@@ -271,6 +271,41 @@ def test_a_restart_that_fails_in_the_new_image_says_why_in_the_log(serve):
     procs.wait_until(lambda: not any(procs.alive(pid) for pid in kids), 5, message="the old children to leave")
 
 
+def test_the_unix_socket_file_is_removed_at_the_stop_after_a_hup(serve, tmp_path):
+    path = tmp_path / "s.sock"
+    server = serve("--handler", "echo:Pid", "--max_servers", "1", "--port", f"{path}|unix", port=None)
+    (child,) = server.wait_children(1)
+    server.signal(signal.SIGHUP)
+    procs.wait_until(lambda: "Reassociated" in server.log(), 15, message="the re-exec")
+    server.wait_children(1, timeout=15, exclude=(child,))
+    assert path.exists()
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(10) == 0
+    assert not path.exists()
+
+
+def test_perls_pool_hooks_run_where_net_server_runs_them(serve, marks):
+    server = serve("--handler", "prefork_handlers:PerlHooks", "--max_servers", "2", env={"MARK_DIR": str(marks)})
+    kids = server.wait_children(2)
+    os.kill(kids[0], signal.SIGKILL)
+    server.wait_children(2, exclude=(kids[0],))
+    server.signal(signal.SIGHUP)
+    procs.wait_until(lambda: server.log().count("starting! pid") == 2, 15, message="the re-exec")
+    server.wait_children(2, timeout=15, exclude=kids)
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(15) == 0
+    hooks = [line.split(None, 1) for line in lines(marks / "hooks")]
+    parent = [what for pid, what in hooks if int(pid) == server.pid]
+    assert parent[:3] == ["run_n_children_hook 2", "pre_fork_hook", "pre_fork_hook"]
+    assert f"delete_child_hook {kids[0]}" in parent and "idle_loop_hook" in parent
+    assert "restart_open_hook" in parent  # in the new image: the same pid
+    # The stop: the parent's first hook before any child finishes, the cleanup after the last.
+    stop = [what for _, what in hooks[[what for _, what in hooks].index("pre_server_close_hook"):]]
+    assert stop[0] == "pre_server_close_hook" and stop[-1] == "post_child_cleanup_hook"
+    assert stop.count("child_finish_hook") >= 2
+    assert "write_to_log_hook is a Net::Server hook that netserver never calls: records go to log_file" in server.log()
+
+
 def test_hup_storm_leaves_exactly_max_servers(serve):
     server = serve("--max_servers", "3", "--handler", "echo:Pid")
     for _ in range(10):

@@ -123,3 +123,36 @@ class FailsOnceRestarted(PreForkSimple):
             from netserver import StartupError
 
             raise StartupError("the licence server is unreachable")
+
+
+class PerlHooks(Hooks):
+    """Marks, in one file and in order, the Net::Server hooks a Perl server is ported with."""
+
+    def run_n_children_hook(self, count):
+        mark("hooks", f"run_n_children_hook {count}")
+
+    def pre_fork_hook(self):
+        mark("hooks", "pre_fork_hook")
+
+    def delete_child_hook(self, pid):
+        mark("hooks", f"delete_child_hook {pid}")
+
+    def idle_loop_hook(self):
+        if not getattr(self, "idled", False):
+            self.idled = True
+            mark("hooks", "idle_loop_hook")
+
+    def restart_open_hook(self):
+        mark("hooks", "restart_open_hook")
+
+    def pre_server_close_hook(self):
+        mark("hooks", "pre_server_close_hook")
+
+    def child_finish_hook(self):
+        mark("hooks", "child_finish_hook")
+
+    def post_child_cleanup_hook(self):
+        mark("hooks", "post_child_cleanup_hook")
+
+    def write_to_log_hook(self, level, message):  # Net::Server's; never called here: warned about
+        raise AssertionError("write_to_log_hook was called")

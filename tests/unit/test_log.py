@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from netserver.log import FileSink, Log, escape, render
 
 
@@ -215,3 +217,12 @@ def test_after_a_short_write_the_next_record_starts_a_fresh_line_even_from_anoth
     assert lines[0].endswith("notice: first") and lines[2].endswith("notice: second")
     assert not lines[1].endswith("middle")  # cut
     assert lines[3].endswith("notice: third")
+
+
+@pytest.mark.parametrize(("given", "meant"), [("unix", "/dev/log"), ("native", "/dev/log"), ("STREAM", "/dev/log"),
+                                              ("udp", "localhost:514"), ("inet", "localhost:514"),
+                                              ("/run/log.sock", "/run/log.sock"), ("[::1]:514", "[::1]:514")])
+def test_perls_syslog_socket_types_name_where_they_send(given, meant):
+    from netserver.options import syslog_socket
+
+    assert syslog_socket(given) == meant

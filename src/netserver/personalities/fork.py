@@ -122,6 +122,7 @@ class Fork(Supervisor):
         for _ in range(ACCEPTS_PER_WAKE):
             if self.stopping or not self._has_room() or self._backoff is not None:
                 return
+            self.pre_accept_hook()
             client = self.accept_from(listener)
             if client is None:
                 return
