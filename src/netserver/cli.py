@@ -192,11 +192,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"netserver: {error}", file=sys.stderr)
         return int(error.exit_code)
     if "--help" in args or "-h" in args:
-        from .usage import help_text
+        from .usage import help_text, print_help
 
         intro = INTRO.format(names=", ".join(PERSONALITIES), default=DEFAULT_PERSONALITY.personality)
-        print(help_text(cls, "netserver", "[--handler MODULE:ATTR | --app MODULE:ATTR] [--server_type NAME[,NAME...]] "
-                        "[--OPTION VALUE ...]", intro))
+        text = help_text(cls, "netserver", "[--handler MODULE:ATTR | --app MODULE:ATTR] [--server_type NAME[,NAME...]] "
+                         "[--OPTION VALUE ...]", intro)
+        if chosen_app(args) is None:
+            text += ("\nThe HTTP and WSGI options (access_log_file, keepalive_timeout, max_connections ...) "
+                     "are listed by: netserver --app MODULE:ATTR --help\n")
+        print_help(text)
         return 0
     if "--version" in args:
         from . import __version__

@@ -143,6 +143,18 @@ class Identity(Record):
         return (os.geteuid(), os.getegid()) == (self.uid, self.gid) and set(os.getgroups()) == set(self.groups)
 
 
+def try_appending(path: str) -> None:
+    """Open ``path`` for appending, as a log is, and close it: OSError if it cannot be.
+
+    For check mode, which must leave nothing behind: a file made for the try is removed.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
+    except FileNotFoundError:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+        os.unlink(path)
+
+
 def resolve_identity(user: str | None, group: str | None, origins: dict[str, str]) -> Identity | None:
     """Look up user and group names now; unknown ones are configuration errors."""
     if user is None and group is None:

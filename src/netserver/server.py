@@ -166,9 +166,9 @@ class Server:
         embedded = argv is not None
         args = list(argv) if embedded else sys.argv[1:]
         if not embedded and ("--help" in args or "-h" in args):
-            from .usage import help_text  # only --help needs the text
+            from .usage import help_text, print_help  # only --help needs the text
 
-            print(help_text(type(self), os.path.basename(sys.argv[0] or "netserver")))
+            print_help(help_text(type(self), os.path.basename(sys.argv[0] or "netserver")))
             sys.exit(int(ExitCode.OK))
         try:
             self._lifecycle(args, options)
@@ -282,21 +282,10 @@ class Server:
         The re-exec keeps the pid and hands the old children to the new
         image, so an image that cannot start takes the whole server down
         with it.  Opening the log file (which the running server is about
-        to do anyway) and, when the new configuration keeps none of the running
-        ports, binding its ports catch the usual causes: a new log path that
-        cannot be written, a port another program has.
+        to do anyway, in ``open_files``) and, when the new configuration keeps
+        none of the running ports, binding its ports catch the usual causes:
+        a new log path that cannot be written, a port another program has.
         """
-        options = self.options
-        if options.log_file is not None:
-            try:
-                if options.log_file.lower() in ("syslog", "sys::syslog"):
-                    make_sink(options.log_file, options.syslog_ident, options.syslog_facility,
-                              options.syslog_logsock).close()
-                else:
-                    _try_appending(options.log_file)
-            except (OSError, ValueError) as error:
-                raise daemon.StartupError(f"log_file: cannot open {options.log_file!r} "
-                                          f"({self.option_origins['log_file']}): {_reason(error)}") from None
         held = set(os.environ.get(restart.ENV_CHECK_HELD, "").split("\n"))
         if not held & {target.key for target in self.targets}:
             # Keeping a port, the new image skips a new one it cannot bind (and logs it); with
@@ -320,6 +309,7 @@ class Server:
         options = self.options
         if self.in_check_mode():
             self.log.configure(options.log_level, StreamSink())
+            self._try_log_file()
             return
         self._opened = True
         if options.umask is not None:
@@ -333,6 +323,21 @@ class Server:
         self.log.configure(options.log_level, sink)
         for note in notes:
             self.log(*note)
+
+    def _try_log_file(self) -> None:
+        """Check mode: would the log open?  Tried as it will be, leaving no file behind."""
+        options = self.options
+        if options.log_file is None:
+            return
+        try:
+            if options.log_file.lower() in ("syslog", "sys::syslog"):
+                make_sink(options.log_file, options.syslog_ident, options.syslog_facility,
+                          options.syslog_logsock).close()
+            else:
+                daemon.try_appending(options.log_file)
+        except (OSError, ValueError) as error:
+            raise daemon.StartupError(f"log_file: cannot open {options.log_file!r} "
+                                      f"({self.option_origins['log_file']}): {_reason(error)}") from None
 
     def lock_pid_file(self) -> list[tuple[Any, ...]]:
         """Take the pid file's lock; after a HUP re-exec adopt the one held, or move it.
@@ -772,15 +777,6 @@ class Server:
 
 
 Server._options_table = MappingProxyType(collect(Server))
-
-
-def _try_appending(path: str) -> None:
-    """Open ``path`` as the log will be, leaving nothing behind: a file made for the test is removed."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
-    except FileNotFoundError:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
-        os.unlink(path)
 
 
 def _reason(error: Exception) -> str:

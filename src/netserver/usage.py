@@ -7,6 +7,9 @@ script:Class --help`` would.  Imported only when help is asked for.
 
 from __future__ import annotations
 
+import os
+import sys
+
 from .options import all_options, format_help
 
 EXIT_STATUS = """Exit status: 0 stopped cleanly, 1 the environment refused start-up,
@@ -21,3 +24,13 @@ def help_text(cls: type, prog: str, usage: str = "[--OPTION VALUE ...]", intro: 
             f"Options of {name} "
             "(give them as --name value, --name=value or --name-with-dashes value):\n"
             + format_help(all_options(cls)))
+
+
+def print_help(text: str) -> None:
+    """Print the help; a reader that stops early (``| head``) ends it quietly, not with a traceback."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's own advice: point stdout at /dev/null, so the flush at exit fails no more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

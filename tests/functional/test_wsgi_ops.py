@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 
 from conftest import ROOT, server_env
 from support import procs
 from support.rawhttp import Wire, exchange, get
-from support.wsgi_servers import APP, IO_PATHS, PERSONALITY_ARGS, start
+from support.wsgi_servers import APP, DEFAULT, IO_PATHS, PERSONALITY_ARGS, start
 
 
 def environ_of(address, request: bytes) -> dict:
@@ -169,3 +172,58 @@ def test_http_10_client_without_host(serve, io):
     server = start(serve, personality=IO_PATHS[io])
     environ = environ_of(server.addr, b"GET /environ HTTP/1.0\r\n\r\n")
     assert environ["SERVER_PROTOCOL"] == "HTTP/1.0" and "HTTP_HOST" not in environ
+
+
+# ---------------------------------------------------------------------- a stop, a multi-part response
+@pytest.mark.parametrize("personality", ["PreForkSimple", "PreForkSimple-blocking"])
+def test_a_request_in_flight_at_a_stop_is_answered_with_connection_close(serve, personality):
+    server = serve(*APP, *PERSONALITY_ARGS[personality])
+    with Wire(server.addr) as wire:
+        wire.send(get("/slow"))
+        time.sleep(0.3)  # the application is running
+        server.signal(signal.SIGTERM)
+        reply = wire.read_reply()
+        assert (reply.status, reply.body, reply.header("Connection")) == (200, b"slow", "close")
+        assert wire.closed_by_server()
+    assert server.wait_exit(10) == 0
+
+
+@pytest.mark.parametrize("personality", ["PreForkSimple", "PreForkSimple-blocking"])
+def test_a_response_sent_in_several_writes_is_not_held_back_for_the_clients_ack(serve, personality):
+    # Without TCP_NODELAY each later write of a keep-alive response waits for the client's delayed
+    # ACK of the first (about 40 ms on Linux loopback).
+    server = serve(*APP, *PERSONALITY_ARGS[personality])
+    took = []
+    with Wire(server.addr) as wire:
+        for _ in range(11):
+            started = time.monotonic()
+            wire.send(get("/stream"))
+            assert wire.read_reply().body == b"".join(b"part %d\n" % index for index in range(5))
+            took.append(time.monotonic() - started)
+    assert statistics.median(took) < 0.02, took
+
+
+# ---------------------------------------------------------------------- logs that cannot be opened
+@pytest.mark.parametrize("option", ["--access_log_file", "--log_file"])
+def test_check_config_tries_the_log_files_and_leaves_nothing(serve, tmp_path, option):
+    folder = tmp_path / "a-folder.log"
+    folder.mkdir()
+    ok = serve.run(*APP, option, str(tmp_path / "new.log"), "--check_config")
+    assert ok.returncode == 0, ok.stderr
+    bad = serve.run(*APP, option, str(folder), "--check_config")
+    assert bad.returncode == 1
+    assert f"{option[2:]}: cannot open '{folder}' (command line): Is a directory" in bad.stderr.decode()
+    assert sorted(os.listdir(tmp_path)) == ["a-folder.log"]
+
+
+def test_hup_to_an_access_log_that_cannot_be_opened_is_refused(serve, tmp_path):
+    conf = tmp_path / "web.conf"
+    conf.write_text(f"access_log_file {tmp_path / 'access.log'}\n")
+    server = serve(*APP, *DEFAULT, "--conf_file", str(conf))
+    kids = server.wait_children(2)
+    (tmp_path / "a-folder.log").mkdir()
+    conf.write_text(f"access_log_file {tmp_path / 'a-folder.log'}\n")
+    server.signal(signal.SIGHUP)
+    procs.wait_until(lambda: "HUP refused" in server.log(), 15, message="the refusal")
+    assert "access_log_file: cannot open" in server.log() and server.children() == kids
+    assert exchange(server.addr, get("/hello")).status == 200

@@ -241,6 +241,12 @@ def no_content_case(environ, start_response):
     return [b""]
 
 
+def slow_case(environ, start_response):
+    time.sleep(1.0)  # long enough for a test to signal the server meanwhile
+    start_response("200 OK", TEXT)
+    return [b"slow"]
+
+
 CASES = {name.removesuffix("_case"): value for name, value in list(globals().items()) if name.endswith("_case")}
 
 

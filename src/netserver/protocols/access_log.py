@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable
 
+from ..daemon import try_appending
 from ..errors import ConfigError, StartupError
 
 TYPE_CHECKING = False
@@ -96,6 +97,10 @@ SIMPLE: dict[str, Field] = {
 }
 
 
+#: access_log_file values that name a stream rather than a file.
+_NAMED = frozenset(("STDOUT", "/DEV/STDOUT", "STDERR", "/DEV/STDERR", "LOG"))
+
+
 class AccessLog:
     """Compiled format plus where the lines go; ``write`` does nothing until ``open`` names a target."""
 
@@ -128,6 +133,16 @@ class AccessLog:
                 raise ConfigError("access_log_format", text, origin, "ends with an incomplete directive")
             parts.append(fmt[position:])
         return cls(parts)
+
+    def check(self, target: str | None, origin: str) -> None:
+        """Check mode: raise what ``open`` would, leaving no file behind."""
+        if target is None or target.strip().upper() in _NAMED:
+            return
+        try:
+            try_appending(target)
+        except OSError as error:
+            raise StartupError("access_log_file: cannot open %r (%s): %s" %
+                               (target, origin, error.strerror)) from None
 
     def open(self, target: str | None, origin: str, log: Any) -> None:
         if target is None:

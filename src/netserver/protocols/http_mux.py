@@ -622,6 +622,8 @@ class Multiplexer:
         result = None
         try:
             result = server.application(environ, response.start_response)
+            if server.draining and not response.head_sent:
+                response.keep_alive = False  # a stop or HUP came during the call: this answer says so
             if type(result) is list and len(result) == 1:
                 keep = response.send_whole(result)  # the common case: sent, and a list has no close()
             else:

@@ -47,7 +47,7 @@ _CACHE_LIMIT = 2048
 
 def _status_line(status: Any) -> bytes:
     if type(status) is not str or not _STATUS.match(status):
-        raise AppError("invalid status %r from the application" % (status,))
+        raise AppError("invalid status %r from the application" % (status,)) from None
     try:
         line = b"HTTP/1.1 " + status.encode("latin-1") + b"\r\n"
     except UnicodeEncodeError:
@@ -60,17 +60,17 @@ def _status_line(status: Any) -> bytes:
 def _header_line(item: Any) -> tuple[bytes, int, int]:
     """Check one (name, value) from the application and encode it."""
     if type(item) is not tuple or len(item) != 2:
-        raise AppError("response header %r is not a (name, value) tuple" % (item,))
+        raise AppError("response header %r is not a (name, value) tuple" % (item,)) from None
     name, value = item
     if type(name) is not str or not _TOKEN.match(name):
-        raise AppError("invalid response header name %r" % (name,))
+        raise AppError("invalid response header name %r" % (name,)) from None
     if type(value) is not str or _BAD_VALUE.search(value):
-        raise AppError("invalid value for response header %s: %r" % (name, value))
+        raise AppError("invalid value for response header %s: %r" % (name, value)) from None
     lower = name.lower()
     kind, number = PLAIN, 0
     if lower == "content-length":
         if not value.strip().isdigit():
-            raise AppError("invalid Content-Length %r from the application" % value)
+            raise AppError("invalid Content-Length %r from the application" % value) from None
         kind, number = LENGTH, int(value)
     elif lower == "connection":
         # The server writes its own Connection field; the application's close is honoured, and a
@@ -80,7 +80,7 @@ def _header_line(item: Any) -> tuple[bytes, int, int]:
             _LINES[item] = entry
         return entry
     elif lower in _HOP_BY_HOP:
-        raise AppError("the hop-by-hop header %s is the server's to send" % name)
+        raise AppError("the hop-by-hop header %s is the server's to send" % name) from None
     elif lower == "date":
         kind = DATE
     elif lower == "server":

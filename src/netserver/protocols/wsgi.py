@@ -179,8 +179,20 @@ class WSGIProtocol:
 
     def open_files(self) -> None:
         super().open_files()  # type: ignore[misc]
-        if not self.in_check_mode():  # type: ignore[attr-defined]
-            self.access_log.open(self.options.access_log_file, self.option_origins["access_log_file"], self.log)
+        target, origin = self.options.access_log_file, self.option_origins["access_log_file"]
+        if self.in_check_mode():  # type: ignore[attr-defined]
+            self.access_log.check(target, origin)  # a HUP to an unwritable path is refused, not fatal
+        else:
+            self.access_log.open(target, origin, self.log)
+
+    def bind(self) -> None:
+        super().bind()  # type: ignore[misc]
+        for listener in self.listeners:  # type: ignore[attr-defined]
+            if listener.proto == "tcp":
+                # Accepted sockets inherit it.  A response written in more than one send (a
+                # generator, a chunked body's last chunk) would otherwise wait for the client's
+                # delayed ACK of the first: about 40 ms a response on a keep-alive connection.
+                listener.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def process_request(self, client: Any) -> None:
         if client.proto == "udp":
@@ -342,6 +354,8 @@ class Channel:
         result = None
         try:
             result = server.application(environ, response.start_response)
+            if (server.draining or self.client.closing) and not response.head_sent:
+                response.keep_alive = False  # a stop or HUP came during the call: this answer says so
             if type(result) is list and len(result) == 1:
                 keep = response.send_whole(result)
             else:
