@@ -42,13 +42,16 @@ Setting = tuple[str, str]
 def _take(argv: list[str], name: str) -> tuple[list[str], list[str]]:
     """Remove every --name VALUE / --name=VALUE (dashes or underscores) from argv: (values, the rest)."""
     spelled = {f"--{name}", f"--{name.replace('_', '-')}"}
+    bare = {name, name.replace("_", "-")}  # Net::Server's key=value, which always has its value
     rest: list[str] = []
     values: list[str] = []
     index = 0
     while index < len(argv):
         token = argv[index]
         key, has_value, text = token.partition("=")
-        if key in spelled:
+        if has_value and key in bare:
+            values.append(text)
+        elif key in spelled:
             if has_value:
                 values.append(text)
             elif index + 1 < len(argv):
@@ -197,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         intro = INTRO.format(names=", ".join(PERSONALITIES), default=DEFAULT_PERSONALITY.personality)
         text = help_text(cls, "netserver", "[--handler MODULE:ATTR | --app MODULE:ATTR] [--server_type NAME[,NAME...]] "
                          "[--OPTION VALUE ...]", intro)
-        if chosen_app(args) is None:
+        if handler is None and chosen_app(args) is None:  # the demo's help: say where HTTP's options are
             text += ("\nThe HTTP and WSGI options (access_log_file, keepalive_timeout, max_connections ...) "
                      "are listed by: netserver --app MODULE:ATTR --help\n")
         print_help(text)

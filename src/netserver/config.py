@@ -98,9 +98,13 @@ def read_conf_file(path: str, origin: str) -> list[Raw]:
     return parse_conf_text(content, path)
 
 
+#: ``max_servers=8``: Net::Server also takes an argument without its dashes when it has a value.
+_PERL_STYLE = re.compile(r"[A-Za-z_][\w-]*=")
+
+
 def parse_argv(argv: Iterable[str], table: dict[str, Option], origin: str = "command line",
                foreign: Foreign = None) -> list[Raw]:
-    """``--key=value``, ``--key value``, ``--key-name value``; ``--flag`` alone means on.
+    """``--key=value``, ``--key value``, ``--key-name value``, ``key=value``; ``--flag`` alone means on.
 
     A flag takes the next token as its value unless that token is another
     option, so ``--background --port 80`` works and ``--background bogus`` is
@@ -112,14 +116,17 @@ def parse_argv(argv: Iterable[str], table: dict[str, Option], origin: str = "com
     while index < len(tokens):
         token = tokens[index]
         index += 1
+        given = token
         if not token.startswith("--") or token == "--":
-            raise ConfigError(None, token, origin, "is not an option (options look like --name value)")
+            if not _PERL_STYLE.match(token):
+                raise ConfigError(None, token, origin, "is not an option (options look like --name value)")
+            token = "--" + token  # Net::Server's bare key=value
         body = token[2:]
         key, has_value, value = body.partition("=")
         key = normalise_key(key)
         option = table.get(key)
         if option is None:
-            raise unknown_option(key, token, origin, table, foreign)
+            raise unknown_option(key, given, origin, table, foreign)
         if not has_value:
             nxt = tokens[index] if index < len(tokens) else None
             if option.flag:

@@ -224,6 +224,9 @@ def test_single_refuses_a_prefork_option_in_its_conf_file(tmp_path):
       for word, value in [("0", False), ("1", True), ("yes", True), ("no", False), ("true", True),
                           ("false", False), ("on", True), ("off", False)]],
     (["--background", "0", "--max_servers", "3"], "max_servers", 3),
+    (["max_servers=80"], "max_servers", 80),  # Net::Server's form, without the dashes
+    (["max-servers=80", "--log_level", "3"], "max_servers", 80),
+    (["background=1"], "background", True),
 ])
 def test_command_line_forms(tmp_path, argv, name, expected):
     assert build(tmp_path, argv=argv).values[name] == expected
@@ -238,6 +241,8 @@ def test_command_line_forms(tmp_path, argv, name, expected):
     (["--background=maybe"], ["background: 'maybe' is not a boolean"]),
     (["--background", "maybe"], ["background: 'maybe' is not a boolean", "(command line)"]),
     (["-x"], ["'-x' is not an option"]),
+    (["bogus=1"], ["'bogus=1' is not a known option"]),
+    (["=1"], ["'=1' is not an option"]),
 ])
 def test_command_line_refusals(tmp_path, argv, fragments):
     with pytest.raises(ConfigError) as caught:
