@@ -20,6 +20,7 @@ Parsers take either text (command line, conf file) or a native Python value
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import signal
@@ -76,6 +77,7 @@ def boolean(value: Any) -> bool:
     raise ValueError("is not a boolean (use 1, 0, yes, no, true, false, on or off)")
 
 
+@functools.cache  # the same arguments, the same parser: equal declarations compare equal
 def integer(minimum: int | None = None, maximum: int | None = None) -> Parser:
     def parse(value: Any) -> int:
         if isinstance(value, bool):
@@ -97,6 +99,7 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Parser:
     return parse
 
 
+@functools.cache
 def seconds(allow_zero: bool = False) -> Parser:
     def parse(value: Any) -> float:
         if isinstance(value, bool):
@@ -123,6 +126,7 @@ def text(value: Any) -> str:
     return result
 
 
+@functools.cache
 def optional(parser: Parser) -> Parser:
     def parse(value: Any) -> Any:
         if value is None:
@@ -132,6 +136,7 @@ def optional(parser: Parser) -> Parser:
     return parse
 
 
+@functools.cache
 def choice(*values: str) -> Parser:
     def parse(value: Any) -> str:
         word = text(value).lower()

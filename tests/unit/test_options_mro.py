@@ -56,6 +56,16 @@ def test_the_same_declaration_met_twice_is_one_option():
     assert list(app.option_table()).count("greeting") == 1
 
 
+def test_two_declarations_written_alike_are_one_option_whatever_their_parser():
+    class Left:
+        declared_options = (Option("workers", integer(1, 64), 4, "Workers. Default 4."),)
+
+    class Right:
+        declared_options = (Option("workers", integer(1, 64), 4, "Workers. Default 4."),)
+
+    assert "workers" in type("App", (Left, Right, PreForkSimple), {}).option_table()
+
+
 def test_a_subclass_may_redeclare_an_option_to_change_its_default():
     class Bigger(PreForkSimple):
         declared_options = (Option("max_servers", integer(1), 200, "A bigger pool. Default 200."),)
