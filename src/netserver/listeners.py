@@ -29,8 +29,10 @@ from .records import Record
 
 ENV_FDS = "NETSERVER_LISTEN_FDS"
 
-_IPV_SUFFIX = re.compile(r"[|](ipv[46*])$", re.IGNORECASE)
-_PROTO_SUFFIX = re.compile(r"[,|\s/](tcp|udp|unix)$", re.IGNORECASE)
+# Net::Server's separators: any run of , | space : / between the parts (80|IPv4, host:80:tcp, 80/udp).
+_IPV_SUFFIX = re.compile(r"(?<=[\w*\]])[,|\s:/]+(ipv[46*])$", re.IGNORECASE)
+_PROTO_SUFFIX = re.compile(r"(?<=[\w*\]])[,|\s:/]+(tcp|udp|unix|ssl|ssleay|unixdgram)$", re.IGNORECASE)
+_HOST_AND_PORT = re.compile(r"(.*?)[,|\s]+(\w+)$")  # 127.0.0.1|80 (a colon is taken apart from the right)
 
 
 class ListenSpec(Record):
@@ -176,6 +178,9 @@ def parse_port(text: str, index: int, hosts: tuple[str, ...], protos: tuple[str,
         proto, rest = "unix", rest[5:]
     elif (match := _PROTO_SUFFIX.search(rest)) is not None:
         proto, rest = match.group(1).lower(), rest[: match.start()]
+    if proto in ("ssl", "ssleay", "unixdgram"):
+        raise ConfigError("port", text, origin, f"asks for proto {proto}, which netserver does not serve "
+                          "(tcp, udp and unix stream sockets only)")
     proto = proto or pair(protos, index)
     ipv = ipv or pair(ipvs, index)
     if proto == "unix":
@@ -185,9 +190,11 @@ def parse_port(text: str, index: int, hosts: tuple[str, ...], protos: tuple[str,
     host = None
     if rest.startswith("["):
         close = rest.find("]")
-        if close < 0 or rest[close + 1: close + 2] != ":":
+        if close < 0 or rest[close + 1: close + 2] not in (":", "|", ",", " "):
             raise ConfigError("port", text, origin, "is not [ADDRESS]:PORT")
         host, rest = rest[1:close], rest[close + 2:]
+    elif (match := _HOST_AND_PORT.match(rest)) is not None:
+        host, rest = match.group(1), match.group(2)
     elif ":" in rest:
         host, rest = rest.rsplit(":", 1)
     host = host if host else pair(hosts, index)

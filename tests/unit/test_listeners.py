@@ -65,6 +65,15 @@ def localhost_families() -> set[int]:
     ("0", ("tcp", "*", 0, "", "*")),
     ("65535", ("tcp", "*", 65535, "", "*")),
     (":8080", ("tcp", "*", 8080, "", "*")),
+    # The other forms Net::Server's documentation gives.
+    ("127.0.0.1|8080|tcp", ("tcp", "127.0.0.1", 8080, "", "*")),
+    ("127.0.0.1:8080:tcp", ("tcp", "127.0.0.1", 8080, "", "*")),
+    ("127.0.0.1, 8080, udp", ("udp", "127.0.0.1", 8080, "", "*")),
+    ("localhost:8080/tcp/IPv4", ("tcp", "localhost", 8080, "", "4")),
+    ("localhost:8080:IPv6", ("tcp", "localhost", 8080, "", "6")),
+    ("*:8080/IPv4/IPv6", ("tcp", "*", 8080, "", "46")),
+    ("8080|IPv*", ("tcp", "*", 8080, "", "*")),
+    ("[::1]|8080", ("tcp", "::1", 8080, "", "*")),
 ])
 def test_parse_port(text, expected):
     spec = parse(text)
@@ -84,6 +93,8 @@ def test_parse_port(text, expected):
     ("[::1]8080", "is not [ADDRESS]:PORT"),
     ("[::1:8080", "is not [ADDRESS]:PORT"),
     ("unix:relative.sock", "is not a unix socket path"),
+    ("127.0.0.1:443/ssl", "asks for proto ssl, which netserver does not serve"),
+    ("/tmp/x.sock|unixdgram", "asks for proto unixdgram, which netserver does not serve"),
 ])
 def test_parse_port_refuses(text, hint):
     with pytest.raises(ConfigError) as caught:
