@@ -14,6 +14,7 @@ import pytest
 
 from conftest import ROOT, server_env
 from support import procs
+from support.clients import connect, read_all
 from support.rawhttp import Wire, exchange, get
 from support.wsgi_servers import APP, DEFAULT, IO_PATHS, PERSONALITY_ARGS, start
 
@@ -227,3 +228,21 @@ def test_hup_to_an_access_log_that_cannot_be_opened_is_refused(serve, tmp_path):
     procs.wait_until(lambda: "HUP refused" in server.log(), 15, message="the refusal")
     assert "access_log_file: cannot open" in server.log() and server.children() == kids
     assert exchange(server.addr, get("/hello")).status == 200
+
+
+@pytest.mark.parametrize("personality", ["PreForkSimple", "PreForkSimple-blocking"])
+def test_the_servers_own_refusals_and_500s_are_in_the_access_log(serve, tmp_path, personality):
+    log = tmp_path / "access.log"
+    server = serve(*APP, *PERSONALITY_ARGS[personality], "--timeout_header", "0.5", "--access_log_file", str(log),
+                   "--access_log_format", "%r %>s %b %{Content-Type}o")
+    smuggling = b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert exchange(server.addr, smuggling).status == 400
+    assert exchange(server.addr, get("/raise")).status == 500
+    with connect(server.addr, timeout=5) as slow:
+        slow.sendall(b"GET /never-finished HTTP/1.1\r\nHost: h\r\n")
+        assert read_all(slow).startswith(b"HTTP/1.1 408 ")
+    lines = procs.wait_until(lambda: log.exists() and len(log.read_text().splitlines()) == 3
+                             and log.read_text().splitlines(), 5, message="three access log lines")
+    assert lines == ["- - - 400 16 text/plain; charset=utf-8",
+                     "GET /raise HTTP/1.1 500 26 text/plain; charset=utf-8",
+                     "- - - 408 20 text/plain; charset=utf-8"]

@@ -450,10 +450,19 @@ class DateHeader:
         return self._lines
 
 
+#: The headers of the server's own refusals and 500s, as the access log reads them (%{Content-Type}o).
+ERROR_HEADERS = [("Content-Type", "text/plain; charset=utf-8")]
+
+
+def error_body(status: int) -> bytes:
+    """The one-line text body of the server's own refusal with ``status``."""
+    return ("%d %s\n" % (status, REASONS.get(status, "Error"))).encode("ascii")
+
+
 def error_response(error: HTTPError, server_line: bytes, date: DateHeader) -> bytes:
     """A complete refusal: status, a one-line text body, ``Connection: close``."""
     reason = REASONS.get(error.status, "Error")
-    body = ("%d %s\n" % (error.status, reason)).encode("ascii")
+    body = error_body(error.status)
     return b"".join((
         b"HTTP/1.1 %d %s\r\n" % (error.status, reason.encode("ascii")),
         date.line(), server_line,

@@ -698,7 +698,7 @@ class Multiplexer:
             self.server.log(3, "HTTP client %s went away: %s", conn.client.peeraddr, error)
         elif isinstance(error, http.HTTPError):
             if not response.head_sent:
-                conn.refuse(error, request)
+                conn.refuse(error, request, response)
         elif isinstance(error, Exception):
             conn.app_failed(request, response, error)
         else:

@@ -366,7 +366,7 @@ class Channel:
             keep = False
         except http.HTTPError as error:  # the body broke its framing or limit under wsgi.input
             if not response.head_sent:
-                self.refuse(error, request)
+                self.refuse(error, request, response)
             keep = False
         except Exception as error:
             keep = self.app_failed(request, response, error)
@@ -394,8 +394,9 @@ class Channel:
         self.server.log(1, "The application %s on %s %s", what, request.method,
                         request.target.decode("latin-1"), exc_info=True)
         if not response.head_sent:
+            response.status, response.code = "500 Internal Server Error", 500
+            response.headers, response.body_sent = http.ERROR_HEADERS, len(http.error_body(500))
             try:
-                response.status, response.code = "500 Internal Server Error", 500
                 self.sender.send(http.error_response(http.HTTPError(500, "application error"),
                                                      self.server.server_line, self.server.date))
             except OSError:
@@ -416,7 +417,10 @@ class Channel:
         request.body.clear()
         return True
 
-    def refuse(self, error: http.HTTPError, request: http.Request | None) -> None:
+    def refuse(self, error: http.HTTPError, request: http.Request | None, response: Response | None = None) -> None:
+        """Answer ``error`` and end the connection.  With the ``response`` the application had begun
+        (a body that broke its framing under wsgi.input), that response records what was sent and
+        the caller logs it; otherwise the refusal gets its own access log line."""
         server = self.server
         server.log(3, "HTTP %d for %s: %s", error.status, self.client.peeraddr, error.reason)
         try:
@@ -426,6 +430,21 @@ class Channel:
         # The close reads away what the client still sends (at most 1 MiB in 0.5 s), so the
         # refusal is not destroyed by a reset; a client too slow to send its head gets no wait.
         self.client.drain_on_close = error.status != 408
+        answered: Any = response if response is not None else _Answer()
+        answered.code, answered.headers = error.status, http.ERROR_HEADERS
+        answered.body_sent = len(http.error_body(error.status))
+        if response is None and server.access_log.enabled:
+            server.access_log.write(self._refused_environ(request), answered, 0.0)
+
+    def _refused_environ(self, request: http.Request | None) -> dict[str, Any]:
+        """What the access log reads for a request the application never saw ("-" for what is unknown)."""
+        environ = self.base.copy()
+        known = request is not None and bool(request.method)
+        environ["REQUEST_METHOD"] = request.method if known else "-"  # type: ignore[union-attr]
+        environ["RAW_URI"] = request.target.decode("latin-1") if known else "-"  # type: ignore[union-attr]
+        environ["SERVER_PROTOCOL"] = "HTTP/" + request.version if known else "-"  # type: ignore[union-attr]
+        environ["PATH_INFO"] = environ["QUERY_STRING"] = ""
+        return environ
 
     # ------------------------------------------------------------------ environ
     def _base_environ(self) -> dict[str, Any]:
@@ -495,3 +514,9 @@ class Channel:
             environ["HTTP_HOST"] = host.decode("latin-1")
             request.headers = [(name, value) for name, value in request.headers if name.lower() != b"host"]
         return (url.path or b"/").decode("latin-1"), (url.query or b"").decode("latin-1")
+
+
+class _Answer:
+    """What the access log reads of a refusal the server wrote before any application ran."""
+
+    __slots__ = ("code", "headers", "body_sent")
