@@ -29,6 +29,7 @@ SERVER_MARKERS = (
     "benchmarks/servers/httpfloor.py",
     "servers.hello_wsgi:app",
     "servers/hello.psgi",
+    "netserver: ",  # a netserver process titled by setproctitle (the proctitle extra)
 )
 
 

@@ -332,6 +332,10 @@ BASE_OPTIONS: tuple[Option, ...] = (
     Option("ready_fd", optional(integer(0)), None,
            "Write one line 'READY pid=<pid> <proto>:<addr>:<port> ...' to this inherited file "
            "descriptor once the server accepts, then close it.", metavar="FD"),
+    Option("proc_name", optional(text), None,
+           "The name in the process titles ps and top show ('netserver: parent [NAME]', 'netserver: "
+           "child [NAME]'), set where setproctitle is installed (pip install 'netserver[proctitle]'). "
+           "Default: the handler or app given, else the class name.", metavar="NAME"),
     Option("check_config", boolean, False,
            "Validate the configuration (options, users, hosts) without binding anything, print every "
            "option a source sets and that source on stdout, then exit 0, or 2 with the error (1 for an "

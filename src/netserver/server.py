@@ -153,6 +153,7 @@ class Server:
         self._stop_requested = False
         self._closed = False
         self._close_begun = False  # pre_server_close_hook has run
+        self._title: Any = None      # sets the process title (title_processes), or None
         self._serving = False
         self._status_fd = -1
         self.ready_fds: list[int] = []
@@ -427,6 +428,27 @@ class Server:
         if options.ready_fd is not None and not self.restarting:
             self.ready_fds.append(options.ready_fd)
         restart.forget_restart_env()
+        self.title_processes()
+
+    #: This process's part in its process title (a supervisor's is "parent").
+    title_role = "server"
+
+    def title_processes(self) -> None:
+        """Name the processes in ps and top, where setproctitle is installed; else leave them be."""
+        try:
+            from setproctitle import setproctitle  # the proctitle extra: imported once, in the parent
+        except ImportError:
+            return
+        options = self.options
+        app = getattr(options, "app", None)
+        name = options.proc_name or (app if isinstance(app, str) else None) or options.handler or type(self).__name__
+        self._title = lambda role: setproctitle(f"netserver: {role} [{name}]")
+        self.set_title(self.title_role)
+
+    def set_title(self, role: str) -> None:
+        """``netserver: ROLE [NAME]``; a child calls it with its kind.  Nothing without setproctitle."""
+        if self._title is not None:
+            self._title(role)
 
     def loop(self) -> None:
         raise NotImplementedError("a personality defines loop()")

@@ -47,6 +47,8 @@ BACKOFF_CAP = 5.0
 FAST_STOP_GRACE = 5.0  # INT: children abandon their work at once; KILL those that cannot
 CHILD_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)  # on_child_signal: what each does
 PARENT_DEATH_SIGNAL = int(signal.SIGHUP)  # a plain int: the enum member would be one more page a child writes
+#: A child's kind -> its part in the process title (netserver: child [NAME]).
+CHILD_TITLES = {"server": "child", "dequeue": "dequeue", "connection": "connection"}
 
 
 class Supervisor(ChildLinks, Server):
@@ -60,6 +62,8 @@ class Supervisor(ChildLinks, Server):
     says it should take no more work, ``self.parent_sock`` is its end of the
     child_communication socketpair (talk.py) where the personality has it.
     """
+
+    title_role = "parent"
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -334,6 +338,7 @@ class Supervisor(ChildLinks, Server):
             self.lock.child_init()
         daemon.drop_privileges(self.identity, self.options.chroot)
         daemon.set_parent_death_signal(PARENT_DEATH_SIGNAL)
+        self.set_title(CHILD_TITLES.get(kind, kind))
         if os.getppid() != self.parent_pid:
             return 0
         self.signals.install(CHILD_SIGNALS, self.on_child_signal)

@@ -4,6 +4,7 @@ accept lock rebuilt as start-up built it after a failed HUP re-exec."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -153,3 +154,19 @@ def test_a_failed_hup_exec_rebuilds_the_semaphore_for_the_childrens_user(serve, 
     served = {int(talk(server.addr, b"\n")) for _ in range(6)}
     assert served <= set(server.children()) and served
     assert "failed to boot" not in server.log()
+
+
+def _title(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return handle.read().rstrip(b"\0").decode()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("setproctitle") is None, reason="setproctitle is not installed")
+def test_ps_names_the_parent_and_each_child_with_the_handler(serve):
+    server = serve("--handler", "echo:Pid", "--max_servers", "2")
+    kids = server.wait_children(2)
+    assert _title(server.pid) == "netserver: parent [echo:Pid]"
+    assert {_title(pid) for pid in kids} == {"netserver: child [echo:Pid]"}
+    named = serve("--max_servers", "1", "--proc_name", "billing")
+    (child,) = named.wait_children(1)
+    assert (_title(named.pid), _title(child)) == ("netserver: parent [billing]", "netserver: child [billing]")
