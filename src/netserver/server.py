@@ -435,9 +435,10 @@ class Server:
 
     def title_processes(self) -> None:
         """Name the processes in ps and top, where setproctitle is installed; else leave them be."""
-        try:
-            from setproctitle import setproctitle  # the proctitle extra: imported once, in the parent
-        except ImportError:
+        from .proctitle import load  # imported here, once the server is bound: start-up errors never pay for it
+
+        setproctitle = load()  # the proctitle extra, loaded once, in the parent
+        if setproctitle is None:
             return
         options = self.options
         app = getattr(options, "app", None)

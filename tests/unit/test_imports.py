@@ -7,10 +7,13 @@ child, which on CPython 3.11 un-shares about 400 KiB per child (benchmarks/READM
 (netserver/records.py says how): ~3 ms of every start, and a HUP starts twice.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -18,9 +21,9 @@ KEPT_OUT = ("threading", "logging", "typing", "subprocess", "tempfile", "datacla
             "difflib", "netserver.usage")  # the last two: only a mistyped option and --help need them
 
 
-def modules_after(code: str) -> set[str]:
+def modules_after(code: str, *paths: str) -> set[str]:
     # -S: this machine's site hooks may import anything; netserver alone is under test.
-    env = dict(os.environ, PYTHONPATH=str(SRC))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join((str(SRC), *paths)))
     result = subprocess.run([sys.executable, "-S", "-c", code + "; import sys; print(*sys.modules)"],
                             capture_output=True, text=True, env=env, timeout=60, check=True)
     return set(result.stdout.split())
@@ -38,3 +41,12 @@ def test_a_personality_is_imported_only_when_named():
     assert sorted(loaded & others) == []
     named = modules_after("import netserver; netserver.Fork; from netserver.personalities import find; find('inet')")
     assert {"netserver.personalities.fork", "netserver.personalities.inet"} <= named
+
+
+@pytest.mark.skipif(importlib.util.find_spec("setproctitle") is None, reason="setproctitle is not installed")
+def test_the_process_title_function_comes_without_threading():
+    # The setproctitle package imports logging, and so threading: its C function is loaded alone.
+    site = str(Path(importlib.util.find_spec("setproctitle").origin).parent.parent)
+    loaded = modules_after("from netserver.proctitle import load; load()('netserver: test')", site)
+    assert "setproctitle" not in loaded  # the package's __init__ never ran
+    assert sorted(loaded & set(KEPT_OUT)) == []
