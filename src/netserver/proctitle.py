@@ -6,6 +6,8 @@ imports ``threading``, whose at-fork hook then runs in every child: about
 0.35-0.4 ms more per respawn (``benchmarks/respawn_paired.py``, 40 kills).
 So the C extension is loaded from the package's folder without running the
 package.  A layout without that extension gives no titles, never an error.
+The supervisor titles its children by setting the title just before it forks
+them: a child that wrote its own would un-share the pages that takes.
 """
 
 from __future__ import annotations
@@ -23,21 +25,16 @@ def load() -> Callable[[str], None] | None:
     loaded = sys.modules.get("setproctitle")
     if loaded is not None:
         return loaded.setproctitle  # the application imported it already: threading is there anyway
+    # importlib.machinery, not importlib.util: every module the parent loads is heap the children
+    # may come to write (measured with benchmarks/private_pages.py).
     import importlib.machinery
-    import importlib.util
 
-    try:
-        spec = importlib.util.find_spec("setproctitle")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
+    for folder in sys.path:
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-            path = os.path.join(folder, "_setproctitle" + suffix)
-            if os.path.exists(path):
+            path = os.path.join(folder or os.curdir, "setproctitle", "_setproctitle" + suffix)
+            if os.path.isfile(path):
                 loader = importlib.machinery.ExtensionFileLoader("setproctitle._setproctitle", path)
-                module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+                module = loader.create_module(importlib.machinery.ModuleSpec(loader.name, loader, origin=path))
                 loader.exec_module(module)
                 return module.setproctitle
     return None

@@ -447,7 +447,7 @@ class Server:
         self.set_title(self.title_role)
 
     def set_title(self, role: str) -> None:
-        """``netserver: ROLE [NAME]``; a child calls it with its kind.  Nothing without setproctitle."""
+        """``netserver: ROLE [NAME]`` (children get theirs before the fork); nothing without setproctitle."""
         if self._title is not None:
             self._title(role)
 

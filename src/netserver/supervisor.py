@@ -243,6 +243,9 @@ class Supervisor(ChildLinks, Server):
         failure = None
         if kind == "server":
             self.run_n_children_hook(len(pipes))
+        # The children's title is the parent's when it forks: set for the burst, so that no child
+        # writes its own (each page a child writes is one it no longer shares).
+        self.set_title(CHILD_TITLES[kind])
         mask = block(self.signals.installed)
         for (_, ready_write), reporter in zip(pipes, reporters, strict=True):
             self.pre_fork_hook()
@@ -255,6 +258,7 @@ class Supervisor(ChildLinks, Server):
                 self._become_child(kind, pipes, ready_write, reporter, client)
             forked.append(pid)
         restore(mask)
+        self.set_title(self.title_role)
         if client is not None and not isinstance(client, Listener):
             client.sock.close()  # the child has it (or the fork failed): the parent never reads a client byte
         for pid, (ready_read, ready_write), slot in zip(forked, pipes, slots, strict=False):
@@ -338,7 +342,6 @@ class Supervisor(ChildLinks, Server):
             self.lock.child_init()
         daemon.drop_privileges(self.identity, self.options.chroot)
         daemon.set_parent_death_signal(PARENT_DEATH_SIGNAL)
-        self.set_title(CHILD_TITLES.get(kind, kind))
         if os.getppid() != self.parent_pid:
             return 0
         self.signals.install(CHILD_SIGNALS, self.on_child_signal)

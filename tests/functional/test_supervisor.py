@@ -170,3 +170,13 @@ def test_ps_names_the_parent_and_each_child_with_the_handler(serve):
     named = serve("--max_servers", "1", "--proc_name", "billing")
     (child,) = named.wait_children(1)
     assert (_title(named.pid), _title(child)) == ("netserver: parent [billing]", "netserver: child [billing]")
+    os.kill(child, signal.SIGKILL)  # a respawned child is titled as the first ones were
+    (again,) = named.wait_children(1, exclude=(child,))
+    assert _title(again) == "netserver: child [billing]"
+    forking = serve("--server_type", "Fork", "--handler", "echo:Echo")
+    with connect(forking.addr, timeout=10) as sock:
+        sock.sendall(b"hi\n")
+        assert read_line(sock) == b"hi\n"
+        (connection,) = forking.wait_children(1)
+        assert _title(connection) == "netserver: connection [echo:Echo]"
+    assert _title(forking.pid) == "netserver: parent [echo:Echo]"
