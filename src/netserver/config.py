@@ -102,6 +102,11 @@ def read_conf_file(path: str, origin: str) -> list[Raw]:
 _PERL_STYLE = re.compile(r"[A-Za-z_][\w-]*=")
 
 
+def _names_an_option(token: str, table: dict[str, Option]) -> bool:
+    """``max_servers=8`` after a flag is the next option, not the flag's value."""
+    return bool(_PERL_STYLE.match(token)) and normalise_key(token.partition("=")[0]) in table
+
+
 def parse_argv(argv: Iterable[str], table: dict[str, Option], origin: str = "command line",
                foreign: Foreign = None) -> list[Raw]:
     """``--key=value``, ``--key value``, ``--key-name value``, ``key=value``; ``--flag`` alone means on.
@@ -130,7 +135,7 @@ def parse_argv(argv: Iterable[str], table: dict[str, Option], origin: str = "com
         if not has_value:
             nxt = tokens[index] if index < len(tokens) else None
             if option.flag:
-                if nxt is not None and not nxt.startswith("--"):
+                if nxt is not None and not nxt.startswith("--") and not _names_an_option(nxt, table):
                     value = nxt
                     index += 1
                 else:

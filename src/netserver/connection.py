@@ -46,6 +46,7 @@ class _SocketRaw(io.RawIOBase):
         self.shortened = False
         self.received = 0  # bytes ever received; LineReader counts those it handed out
         self.idle = False  # waiting for the first byte of a line with nothing buffered
+        self.owed = 0      # after a stop: received counts up to here are still served
 
     def readable(self) -> bool:
         return True
@@ -79,15 +80,19 @@ class _SocketRaw(io.RawIOBase):
         self.received += count
         return count
 
-    def has_input(self) -> bool:
-        """Bytes the kernel holds for us: a line the client sent while the last one was served."""
-        sock = self._sock
-        if type(sock) is _PipeEnd:
-            return sock.readable_now()
+    def owe_waiting_input(self) -> None:
+        """A stop began: what the kernel holds now (lines the client sent while the last one was
+        served) is still answered, and nothing that arrives later (a client that never pauses
+        would otherwise hold the stop until graceful_timeout)."""
+        import fcntl
+        import termios
+
+        fd = self._sock.fd if type(self._sock) is _PipeEnd else self._sock.fileno()
         try:
-            return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+            waiting = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
         except OSError:
-            return False
+            waiting = 0
+        self.owed = self.received + waiting
 
     def end_line(self) -> None:
         """Give the socket back its full timeout after a line that shortened it."""
@@ -135,8 +140,8 @@ class LineReader(io.BufferedReader):
         if raw.received == self.consumed and self.consumed:
             # Idle between requests.  A connection that has sent no line yet is not idle: its
             # client may have its first request on the way, and closing it would lose that.
-            if self.close_when_idle and not raw.has_input():
-                return b""  # (a line already sent is served: the client had it on its way before the stop)
+            if self.close_when_idle and raw.received >= raw.owed:
+                return b""  # (lines already waiting when the stop began are served first)
             raw.idle = True
         if not raw.timeout:
             try:
@@ -266,8 +271,9 @@ class Connection(_LocalName, _StreamClient):
         shutdown as soon as the handler returns (PEP 475 retries the recv),
         so the handler's loop ends normally and the client sees a clean FIN.
         """
+        self._raw.owe_waiting_input()
         self.rfile.close_when_idle = True
-        if self._raw.idle:
+        if self._raw.idle and self._raw.received >= self._raw.owed:
             try:
                 self.sock.shutdown(socket.SHUT_RD)
             except OSError:
@@ -438,9 +444,6 @@ class _PipeEnd:
         if wakeup_fd >= 0:
             self._poll.register(wakeup_fd, select.POLLIN)
 
-    def readable_now(self) -> bool:
-        return any(fd == self.fd for fd, _ in self._poll.poll(0))
-
     def setsockopt(self, level: int, option: int, value: bytes) -> None:
         whole, micro = struct.unpack("@ll", value)
         self.wait = whole + micro / 1e6
@@ -448,7 +451,7 @@ class _PipeEnd:
     def recv_into(self, buffer) -> int:
         deadline = time.monotonic() + self.wait if self.wait else None
         while True:
-            if self.closing and self.raw is not None and self.raw.idle and not self.readable_now():
+            if self.closing and self.raw is not None and self.raw.idle and self.raw.received >= self.raw.owed:
                 return 0
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -513,6 +516,7 @@ class PipeConnection(_StreamClient):
 
     def close_when_idle(self) -> None:
         """As Connection's: the wakeup fd ends the poll of an idle read, which then sees EOF."""
+        self._raw.owe_waiting_input()
         self.rfile.close_when_idle = True
         self._pipe.closing = True
 

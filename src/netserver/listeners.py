@@ -308,6 +308,10 @@ def open_listener(target: Target, backlog: int, port_override: int | None = None
     return Listener(target, sock)
 
 
+#: sun_path's size on Linux, the terminating NUL included.
+UNIX_PATH_MAX = 108
+
+
 def _claim_unix_path(path: str, remove_stale: bool = True) -> None:
     """Refuse a path that is no socket or that another server listens on; remove a stale socket."""
     try:
@@ -367,7 +371,25 @@ def _probe_unix(path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise BindError(f"unix:{path}", f"the directory {folder} does not exist")
+    if len(os.fsencode(path)) >= UNIX_PATH_MAX:
+        raise BindError(f"unix:{path}", f"the path is longer than a unix socket's {UNIX_PATH_MAX - 1} bytes")
     _claim_unix_path(path, remove_stale=False)  # a stale socket is the new image's to remove
+    # Whether a socket can be made in that directory: bind one of our own there, then remove it
+    # (skipped in the rare folder too deep for even that short a name).
+    trial = os.path.join(folder, f".ns{os.getpid()}")
+    if len(os.fsencode(trial)) >= UNIX_PATH_MAX:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.bind(trial)
+    except OSError as error:
+        raise BindError(f"unix:{path}", error) from None
+    finally:
+        probe.close()
+    try:
+        os.unlink(trial)
+    except OSError:
+        pass
 
 
 def bind_all(targets: list[Target], backlog: int, inherited: dict[str, socket.socket],

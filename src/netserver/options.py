@@ -77,8 +77,12 @@ def boolean(value: Any) -> bool:
     raise ValueError("is not a boolean (use 1, 0, yes, no, true, false, on or off)")
 
 
-@functools.cache  # the same arguments, the same parser: equal declarations compare equal
 def integer(minimum: int | None = None, maximum: int | None = None) -> Parser:
+    return _integer(minimum, maximum)  # keywords or not, one cache entry: equal declarations compare equal
+
+
+@functools.cache  # the same arguments, the same parser
+def _integer(minimum: int | None, maximum: int | None) -> Parser:
     def parse(value: Any) -> int:
         if isinstance(value, bool):
             raise ValueError("is not a whole number")
@@ -99,8 +103,12 @@ def integer(minimum: int | None = None, maximum: int | None = None) -> Parser:
     return parse
 
 
-@functools.cache
 def seconds(allow_zero: bool = False) -> Parser:
+    return _seconds(allow_zero)
+
+
+@functools.cache
+def _seconds(allow_zero: bool) -> Parser:
     def parse(value: Any) -> float:
         if isinstance(value, bool):
             raise ValueError("is not a number of seconds")
@@ -200,11 +208,15 @@ def port_spec(value: Any) -> str:
     return spec
 
 
+#: Sys::Syslog's openlog options (Net::Server's syslog_logopt): accepted, none changes anything here.
+SYSLOG_LOGOPT_WORDS = ("cons", "ndelay", "nodelay", "nofatal", "noeager", "nowait", "odelay", "perror", "pid")
+
+
 def syslog_options(value: Any) -> str:
     words = text(value).replace("|", ",").replace(" ", ",").split(",")
-    unknown = [word for word in words if word and word not in ("cons", "ndelay", "nowait", "pid", "nofatal")]
+    unknown = [word for word in words if word and word not in SYSLOG_LOGOPT_WORDS]
     if unknown:
-        raise ValueError(f"names {unknown[0]!r}, which is not one of cons, ndelay, nowait, pid, nofatal")
+        raise ValueError(f"names {unknown[0]!r}, which is not one of " + ", ".join(SYSLOG_LOGOPT_WORDS))
     return text(value)
 
 
@@ -285,9 +297,9 @@ BASE_OPTIONS: tuple[Option, ...] = (
            "Syslog socket: a unix path, or host:port for UDP; Perl's unix, native and stream mean "
            "/dev/log, udp and inet localhost:514. Default /dev/log.", metavar="SOCKET"),
     Option("syslog_logopt", syslog_options, "pid",
-           "Accepted from Net::Server conf files (cons, ndelay, nowait, pid, nofatal): the pid is "
-           "always in the record, the socket opens at start-up and a failed send is never fatal. "
-           "Default pid.", metavar="OPTS"),
+           "Accepted from Net::Server conf files (Sys::Syslog's openlog options: pid, ndelay, cons, "
+           "nofatal ...): the pid is always in the record, the socket opens at start-up and a failed "
+           "send is never fatal. Default pid.", metavar="OPTS"),
     Option("pid_file", optional(text), None,
            "Write the server's pid here and hold a lock on it while running; a second instance "
            "with the same pid file refuses to start. Default: none.", metavar="PATH"),

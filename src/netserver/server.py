@@ -291,7 +291,16 @@ class Server:
         if not held & {target.key for target in self.targets}:
             # Keeping a port, the new image skips a new one it cannot bind (and logs it); with
             # every port changed, a port it cannot bind ends it.
-            listen.probe(self.targets, held)
+            try:
+                listen.probe(self.targets, held)
+            except listen.BindError as error:
+                ports = {key.split("|")[2] for key in held if key.count("|") >= 2}
+                if isinstance(error.error, OSError) and error.error.errno == errno.EADDRINUSE and \
+                        error.address.rpartition(":")[2].split("/")[0] in ports:
+                    raise listen.BindError(error.address, "address already in use, by this server under "
+                                           "another address: a new host for a port needs a stop and a "
+                                           "start") from None
+                raise
 
     def in_check_mode(self) -> bool:
         """--check_config, or the HUP's validation subprocess: configure, bind nothing, open nothing."""

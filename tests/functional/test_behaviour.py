@@ -238,6 +238,37 @@ def test_term_lets_a_request_in_flight_finish(start, sent_meanwhile):
 
 
 @every("stops")
+def test_term_is_not_held_up_by_a_client_that_never_stops_sending(start):
+    # Only what waited in the kernel when the stop began is still served; a client streaming
+    # lines without a pause would otherwise keep the connection from ever being idle.
+    server = start("--handler", "echo:Persistent", *_long_grace(start))
+    with connect(server.addr, timeout=8) as sock:
+        sending = threading.Event()
+        sending.set()
+
+        def stream():
+            while sending.is_set():
+                try:
+                    sock.sendall(b"tick\n")
+                except OSError:
+                    return
+                time.sleep(0.005)
+
+        sender = threading.Thread(target=stream)
+        sender.start()
+        try:
+            assert read_line(sock) == b"tick\n"
+            stopped = time.monotonic()
+            server.signal(signal.SIGTERM)
+            assert server.wait_exit(10) == 0
+            assert time.monotonic() - stopped < 5  # graceful_timeout is 20
+        finally:
+            sending.clear()
+            sender.join(5)
+    assert "finish hook ran" in server.log()
+
+
+@every("stops")
 def test_int_abandons_a_request_in_flight_and_runs_the_finish_hook(start):
     server = start("--handler", "echo:Persistent", *_long_grace(start))
     with connect(server.addr, timeout=8) as sock:

@@ -176,11 +176,12 @@ def test_http_10_client_without_host(serve, io):
 
 
 # ---------------------------------------------------------------------- a stop, a multi-part response
+@pytest.mark.parametrize("path", ["/slow", "/slow_stream"])
 @pytest.mark.parametrize("personality", ["PreForkSimple", "PreForkSimple-blocking"])
-def test_a_request_in_flight_at_a_stop_is_answered_with_connection_close(serve, personality):
+def test_a_request_in_flight_at_a_stop_is_answered_with_connection_close(serve, personality, path):
     server = serve(*APP, *PERSONALITY_ARGS[personality])
     with Wire(server.addr) as wire:
-        wire.send(get("/slow"))
+        wire.send(get(path))
         time.sleep(0.3)  # the application is running
         server.signal(signal.SIGTERM)
         reply = wire.read_reply()
@@ -243,6 +244,21 @@ def test_the_servers_own_refusals_and_500s_are_in_the_access_log(serve, tmp_path
         assert read_all(slow).startswith(b"HTTP/1.1 408 ")
     lines = procs.wait_until(lambda: log.exists() and len(log.read_text().splitlines()) == 3
                              and log.read_text().splitlines(), 5, message="three access log lines")
-    assert lines == ["- - - 400 16 text/plain; charset=utf-8",
+    assert lines == ["POST /echo HTTP/1.1 400 16 text/plain; charset=utf-8",
                      "GET /raise HTTP/1.1 500 26 text/plain; charset=utf-8",
-                     "- - - 408 20 text/plain; charset=utf-8"]
+                     "GET /never-finished HTTP/1.1 408 20 text/plain; charset=utf-8"]
+
+
+@pytest.mark.parametrize("personality", ["PreForkSimple", "PreForkSimple-blocking"])
+def test_a_refusal_whose_request_line_was_read_logs_that_line(serve, tmp_path, personality):
+    log = tmp_path / "access.log"
+    server = serve(*APP, *PERSONALITY_ARGS[personality], "--timeout", "0.5", "--access_log_file", str(log),
+                   "--access_log_format", "%r %>s")
+    assert exchange(server.addr, b"GET /two-hosts HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").status == 400
+    assert exchange(server.addr, b"GET /bad-field HTTP/1.1\r\nHost: a\r\nBad Field: x\r\n\r\n").status == 400
+    with connect(server.addr, timeout=5) as slow:  # a body that never arrives
+        slow.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nabc")
+        assert read_all(slow).startswith(b"HTTP/1.1 408 ")
+    lines = procs.wait_until(lambda: log.exists() and len(log.read_text().splitlines()) == 3
+                             and log.read_text().splitlines(), 5, message="three access log lines")
+    assert lines == ["GET /two-hosts HTTP/1.1 400", "GET /bad-field HTTP/1.1 400", "POST /echo HTTP/1.1 408"]

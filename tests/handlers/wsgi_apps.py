@@ -247,6 +247,16 @@ def slow_case(environ, start_response):
     return [b"slow"]
 
 
+def slow_stream_case(environ, start_response):
+    start_response("200 OK", TEXT)
+
+    def body():
+        time.sleep(1.0)  # the head goes out with the first piece, after a test's signal
+        yield b"slow"
+
+    return body()
+
+
 CASES = {name.removesuffix("_case"): value for name, value in list(globals().items()) if name.endswith("_case")}
 
 

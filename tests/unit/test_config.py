@@ -227,6 +227,8 @@ def test_single_refuses_a_prefork_option_in_its_conf_file(tmp_path):
     (["max_servers=80"], "max_servers", 80),  # Net::Server's form, without the dashes
     (["max-servers=80", "--log_level", "3"], "max_servers", 80),
     (["background=1"], "background", True),
+    (["--background", "max_servers=8"], "max_servers", 8),  # a flag ends at the next option, dashes or not
+    (["--background", "max_servers=8"], "background", True),
 ])
 def test_command_line_forms(tmp_path, argv, name, expected):
     assert build(tmp_path, argv=argv).values[name] == expected

@@ -203,7 +203,7 @@ class RequestStream:
             # llhttp's "data after Connection: close" is no refusal to answer: the bytes are ignored.
             return
         placeholder = Request()
-        placeholder.method, placeholder.target, placeholder.version = "", b"", "1.1"
+        placeholder.method, placeholder.target, placeholder.version = self.request_line()
         placeholder.error = error
         placeholder.keep_alive = False
         placeholder.complete = True
@@ -214,6 +214,20 @@ class RequestStream:
             self._receiving = None
             return
         self.requests.append(placeholder)
+
+    def request_line(self) -> tuple[str, bytes, str]:
+        """What is known of the request being read (a refused one, for the access log): ("", b"", "1.1") if nothing."""
+        current = self._current
+        if current is None:
+            return "", b"", "1.1"
+        if hasattr(current, "method"):  # its head was complete
+            return current.method, current.target, current.version
+        try:  # llhttp has parsed the request line if a field or the target has arrived
+            method = self._parser.get_method().decode("latin-1") if self._url else ""
+            version = self._parser.get_http_version() if self._url else "1.1"
+        except Exception:  # pragma: no cover - llhttp refuses to say
+            return "", b"", "1.1"
+        return method, self._url if method else b"", version if version in _VERSIONS else "1.1"
 
     def _upgraded(self) -> None:
         # llhttp stops at an Upgrade or CONNECT head and will parse nothing after it.  We

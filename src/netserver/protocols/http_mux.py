@@ -270,6 +270,9 @@ class Multiplexer:
         self.poller.register(self.death, select.EPOLLIN)
         self.watch_listeners(True)
 
+    def stopping(self) -> bool:
+        return self.server.draining
+
     def base_environ(self, conn: MuxConnection) -> dict[str, Any]:
         """A connection's fixed environ keys: its listener's template, with the two ends' addresses."""
         client = conn.client
@@ -569,7 +572,7 @@ class Multiplexer:
                     self.write(conn)
             elif stream.requests:
                 if now - conn.last_read > self.io_timeout:
-                    conn.refuse(http.HTTPError(408, "the request body did not arrive in time"), None)
+                    conn.refuse(http.HTTPError(408, "the request body did not arrive in time"), stream.requests[0])
                     conn.close_after = True
                     self.write(conn)
             elif now - conn.last_read > (self.keepalive if conn.served else self.header_timeout):
@@ -628,6 +631,7 @@ class Multiplexer:
                 keep = response.send_whole(result)  # the common case: sent, and a list has no close()
             else:
                 body: Any = None
+                response.stopping = self.stopping  # the head goes out later: look again then
                 if isinstance(result, FileWrapper):
                     response.adopt_file_length(result)
                     body = FileSend.of(result, response)  # sendfile(2) as the socket drains

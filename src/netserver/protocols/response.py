@@ -134,7 +134,7 @@ class Response:
 
     __slots__ = ("request", "sender", "head_line", "status", "code", "headers", "length", "chunked",
                  "head_sent", "body_sent", "keep_alive", "head_only", "started", "_extra", "_lines", "_app_length",
-                 "skip_limit")
+                 "skip_limit", "stopping")
 
     def __init__(self, request: http.Request, sender: Sender, head_line: bytes, keep_alive: bool,
                  skip_limit: int = http.SKIP_BODY_LIMIT) -> None:
@@ -154,6 +154,7 @@ class Response:
         self._extra = b""                   # the protocol's Date and Server lines, less those the app sent
         self._app_length = False            # the length is the application's Content-Length
         self.skip_limit = skip_limit        # the most unread body the channel reads away after us
+        self.stopping: Any = None           # a streamed body: callable, True once the server stops
 
     # ------------------------------------------------------------------ the application's side
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None):
@@ -225,6 +226,8 @@ class Response:
         """Decide the framing, then send the head with ``body`` after it in one write."""
         request = self.request
         no_body = http.no_body_status(self.code)
+        if self.stopping is not None and self.stopping():
+            self.keep_alive = False  # a stop or HUP came while the body was being made
         if self.length is None and not no_body:
             if not more:
                 self.length = len(body)

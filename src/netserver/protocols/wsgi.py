@@ -359,6 +359,7 @@ class Channel:
             if type(result) is list and len(result) == 1:
                 keep = response.send_whole(result)
             else:
+                response.stopping = self.stopping  # the head may go out with the body's first piece
                 response.send_body(result)
                 keep = response.finish()
         except (ConnectionError, TimeoutError) as error:
@@ -376,6 +377,9 @@ class Channel:
             keep = self.skip_body(request)
         server.access_log.write(environ, response, time.monotonic() - started)
         return keep
+
+    def stopping(self) -> bool:
+        return self.server.draining or self.client.closing
 
     def close_result(self, result: Any, request: http.Request) -> None:
         """PEP 3333: the iterable's close(), if it has one, once the response is over."""
@@ -439,10 +443,12 @@ class Channel:
     def _refused_environ(self, request: http.Request | None) -> dict[str, Any]:
         """What the access log reads for a request the application never saw ("-" for what is unknown)."""
         environ = self.base.copy()
-        known = request is not None and bool(request.method)
-        environ["REQUEST_METHOD"] = request.method if known else "-"  # type: ignore[union-attr]
-        environ["RAW_URI"] = request.target.decode("latin-1") if known else "-"  # type: ignore[union-attr]
-        environ["SERVER_PROTOCOL"] = "HTTP/" + request.version if known else "-"  # type: ignore[union-attr]
+        # A head that timed out has no request yet: the stream knows what of its line arrived.
+        method, target, version = (request.method, request.target, request.version) if request is not None \
+            else self.stream.request_line()
+        environ["REQUEST_METHOD"] = method or "-"
+        environ["RAW_URI"] = target.decode("latin-1") if method else "-"
+        environ["SERVER_PROTOCOL"] = "HTTP/" + version if method else "-"
         environ["PATH_INFO"] = environ["QUERY_STRING"] = ""
         return environ
 
