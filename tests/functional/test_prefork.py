@@ -246,6 +246,18 @@ def test_hup_to_a_port_another_program_holds_is_refused_and_the_old_server_serve
     assert pid_of(server.addr) in kids
 
 
+def _refused_hup(serve, tmp_path, port: str, new_port: str):
+    """A one-child server on ``port``, HUPed with ``new_port`` in its conf file: (server, children) once refused."""
+    conf = tmp_path / "server.conf"
+    conf.write_text(f"port {port}\nmax_servers 1\n")
+    server = serve("--conf_file", str(conf), "--handler", "echo:Pid", port=None)
+    kids = server.wait_children(1)
+    conf.write_text(f"port {new_port}\nmax_servers 1\n")
+    server.signal(signal.SIGHUP)
+    procs.wait_until(lambda: "HUP refused" in server.log(), 15, message="the refusal")
+    return server, kids
+
+
 @pytest.mark.parametrize("where, reason", [
     ("long", "the path is longer than a unix socket's 107 bytes"),
     ("/proc/netserver-test.sock", "cannot bind unix:/proc/netserver-test.sock"),
@@ -255,26 +267,14 @@ def test_hup_to_a_unix_socket_that_cannot_be_made_is_refused(serve, tmp_path, wh
         folder = tmp_path / ("d" * 60)
         folder.mkdir()
         where = str(folder / ("s" * 60 + ".sock"))
-    conf = tmp_path / "server.conf"
-    conf.write_text(f"port 127.0.0.1:{_free_port()}\nmax_servers 1\n")
-    server = serve("--conf_file", str(conf), "--handler", "echo:Pid", port=None)
-    kids = server.wait_children(1)
-    conf.write_text(f"port {where}|unix\nmax_servers 1\n")
-    server.signal(signal.SIGHUP)
-    procs.wait_until(lambda: "HUP refused" in server.log(), 15, message="the refusal")
+    server, kids = _refused_hup(serve, tmp_path, f"127.0.0.1:{_free_port()}", f"{where}|unix")
     assert reason in server.log() and server.children() == kids
     assert pid_of(server.addr) in kids
 
 
 def test_hup_that_moves_a_port_to_another_host_is_refused_saying_why(serve, tmp_path):
     port = _free_port()
-    conf = tmp_path / "server.conf"
-    conf.write_text(f"port 127.0.0.1:{port}\nmax_servers 1\n")
-    server = serve("--conf_file", str(conf), "--handler", "echo:Pid", port=None)
-    kids = server.wait_children(1)
-    conf.write_text(f"port 0.0.0.0:{port}\nmax_servers 1\n")
-    server.signal(signal.SIGHUP)
-    procs.wait_until(lambda: "HUP refused" in server.log(), 15, message="the refusal")
+    server, kids = _refused_hup(serve, tmp_path, f"127.0.0.1:{port}", f"0.0.0.0:{port}")
     assert f"cannot bind 0.0.0.0:{port}: address already in use, by this server under another address" \
         in server.log()
     assert server.children() == kids
