@@ -434,6 +434,19 @@ def bind_all(targets: list[Target], backlog: int, inherited: dict[str, socket.so
     return listeners
 
 
+def _remove_dropped_socket_file(sock: socket.socket) -> None:
+    """A unix port the restart dropped: its file goes too (the previous image bound it and held it
+    since, so the socket file at its path is taken for ours, as for an adopted one)."""
+    if sock.family != socket.AF_UNIX:
+        return
+    try:
+        path = sock.getsockname()
+        if isinstance(path, str) and path and stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
 def _socket_file(target: Target) -> tuple[int, int] | None:
     """An adopted unix listener's file, so that the image that stops last removes it.
 
@@ -475,6 +488,8 @@ def import_env(value: str | None, targets: list[Target]) -> dict[str, socket.soc
             continue
         target = by_key.get(key)
         if target is None or not _matches(sock, target):
+            if target is None:
+                _remove_dropped_socket_file(sock)  # the new configuration has no such port
             sock.close()
             continue
         os.set_inheritable(fd, False)

@@ -340,6 +340,21 @@ def test_perls_pool_hooks_run_where_net_server_runs_them(serve, marks):
     assert "write_to_log_hook is a Net::Server hook that netserver never calls: records go to log_file" in server.log()
 
 
+def test_a_unix_port_a_hup_drops_loses_its_socket_file(serve, tmp_path):
+    path = tmp_path / "dropped.sock"
+    conf = tmp_path / "server.conf"
+    conf.write_text(f"port 127.0.0.1:{_free_port()}\nport {path}|unix\nmax_servers 1\n")
+    server = serve("--conf_file", str(conf), "--handler", "echo:Pid", port=None)
+    (child,) = server.wait_children(1)
+    assert path.exists()
+    conf.write_text(conf.read_text().replace(f"port {path}|unix\n", ""))
+    server.signal(signal.SIGHUP)
+    procs.wait_until(lambda: server.log().count("starting! pid") == 2, 15, message="the re-exec")
+    server.wait_children(1, timeout=15, exclude=(child,))
+    assert not path.exists()
+    assert pid_of(server.addr) != child
+
+
 def test_hup_storm_leaves_exactly_max_servers(serve):
     server = serve("--max_servers", "3", "--handler", "echo:Pid")
     for _ in range(10):
