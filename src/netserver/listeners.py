@@ -65,6 +65,12 @@ class Target(Record):
         return f"{spec.proto}|{spec.host}|{spec.port}|{spec.ipv}|{self.family}|{host}|{index}"
 
 
+def _port_of_key(key: str) -> int | None:
+    """The port a ``Target.key`` names (0 for a unix socket), or None for what is not a key."""
+    fields = key.split("|")
+    return int(fields[2]) if len(fields) == 7 and fields[2].isdigit() else None
+
+
 class Listener:
     """A bound socket and where it listens."""
 
@@ -354,9 +360,11 @@ def probe(targets: list[Target], held: set[str]) -> None:
     For the HUP check: ``held`` are the keys of the running server's
     listeners, which the new image adopts rather than binds.  A TCP or UDP
     port is bound and closed at once (the new image binds it a moment later:
-    only a race with another program can still lose it); a unix socket's path
-    is only looked at, since binding it would create the file.
+    only a race with another program can still lose it); for a unix socket
+    the path is looked at and a trial socket made in its directory, since
+    binding the path itself would create the file.
     """
+    held_ports = {_port_of_key(key) for key in held}
     for target in targets:
         spec = target.spec
         if target.key in held or (spec.proto != "unix" and spec.port == 0):
@@ -364,7 +372,14 @@ def probe(targets: list[Target], held: set[str]) -> None:
         if spec.proto == "unix":
             _probe_unix(spec.path)
             continue
-        open_listener(target, 1).sock.close()
+        try:
+            open_listener(target, 1).sock.close()
+        except BindError as error:
+            if isinstance(error.error, OSError) and error.error.errno == errno.EADDRINUSE \
+                    and spec.port in held_ports:
+                raise BindError(error.address, "address already in use, by this server under another "
+                                "address: a new host for a port needs a stop and a start") from None
+            raise
 
 
 def _probe_unix(path: str) -> None:

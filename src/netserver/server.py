@@ -291,16 +291,7 @@ class Server:
         if not held & {target.key for target in self.targets}:
             # Keeping a port, the new image skips a new one it cannot bind (and logs it); with
             # every port changed, a port it cannot bind ends it.
-            try:
-                listen.probe(self.targets, held)
-            except listen.BindError as error:
-                ports = {key.split("|")[2] for key in held if key.count("|") >= 2}
-                if isinstance(error.error, OSError) and error.error.errno == errno.EADDRINUSE and \
-                        error.address.rpartition(":")[2].split("/")[0] in ports:
-                    raise listen.BindError(error.address, "address already in use, by this server under "
-                                           "another address: a new host for a port needs a stop and a "
-                                           "start") from None
-                raise
+            listen.probe(self.targets, held)
 
     def in_check_mode(self) -> bool:
         """--check_config, or the HUP's validation subprocess: configure, bind nothing, open nothing."""
@@ -328,8 +319,7 @@ class Server:
         try:
             sink = make_sink(options.log_file, options.syslog_ident, options.syslog_facility, options.syslog_logsock)
         except (OSError, ValueError) as error:
-            raise daemon.StartupError(f"log_file: cannot open {options.log_file!r} "
-                                      f"({self.option_origins['log_file']}): {_reason(error)}") from None
+            raise self._log_file_error(error) from None
         self.log.configure(options.log_level, sink)
         for note in notes:
             self.log(*note)
@@ -346,8 +336,12 @@ class Server:
             else:
                 daemon.try_appending(options.log_file)
         except (OSError, ValueError) as error:
-            raise daemon.StartupError(f"log_file: cannot open {options.log_file!r} "
-                                      f"({self.option_origins['log_file']}): {_reason(error)}") from None
+            raise self._log_file_error(error) from None
+
+    def _log_file_error(self, error: Exception) -> daemon.StartupError:
+        reason = getattr(error, "strerror", None) or str(error)
+        return daemon.StartupError(f"log_file: cannot open {self.options.log_file!r} "
+                                   f"({self.option_origins['log_file']}): {reason}")
 
     def lock_pid_file(self) -> list[tuple[Any, ...]]:
         """Take the pid file's lock; after a HUP re-exec adopt the one held, or move it.
@@ -809,10 +803,6 @@ class Server:
 
 
 Server._options_table = MappingProxyType(collect(Server))
-
-
-def _reason(error: Exception) -> str:
-    return getattr(error, "strerror", None) or str(error)
 
 
 #: Net::Server hooks with no place here, and what to use instead.

@@ -97,6 +97,10 @@ SIMPLE: dict[str, Field] = {
 }
 
 
+def _cannot_open(target: str, origin: str, error: OSError) -> StartupError:
+    return StartupError("access_log_file: cannot open %r (%s): %s" % (target, origin, error.strerror))
+
+
 #: access_log_file values that name a stream rather than a file.
 _NAMED = frozenset(("STDOUT", "/DEV/STDOUT", "STDERR", "/DEV/STDERR", "LOG"))
 
@@ -141,8 +145,7 @@ class AccessLog:
         try:
             try_appending(target)
         except OSError as error:
-            raise StartupError("access_log_file: cannot open %r (%s): %s" %
-                               (target, origin, error.strerror)) from None
+            raise _cannot_open(target, origin, error) from None
 
     def open(self, target: str | None, origin: str, log: Any) -> None:
         if target is None:
@@ -158,8 +161,7 @@ class AccessLog:
             try:
                 self._fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as error:
-                raise StartupError("access_log_file: cannot open %r (%s): %s" %
-                                   (target, origin, error.strerror)) from None
+                raise _cannot_open(target, origin, error) from None
         self.enabled = True
 
     def line(self, environ: dict[str, Any], response: Any, took: float) -> str:

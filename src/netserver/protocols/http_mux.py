@@ -270,9 +270,6 @@ class Multiplexer:
         self.poller.register(self.death, select.EPOLLIN)
         self.watch_listeners(True)
 
-    def stopping(self) -> bool:
-        return self.server.draining
-
     def base_environ(self, conn: MuxConnection) -> dict[str, Any]:
         """A connection's fixed environ keys: its listener's template, with the two ends' addresses."""
         client = conn.client
@@ -631,7 +628,7 @@ class Multiplexer:
                 keep = response.send_whole(result)  # the common case: sent, and a list has no close()
             else:
                 body: Any = None
-                response.stopping = self.stopping  # the head goes out later: look again then
+                response.stopping = conn.stopping  # the head goes out later: look again then
                 if isinstance(result, FileWrapper):
                     response.adopt_file_length(result)
                     body = FileSend.of(result, response)  # sendfile(2) as the socket drains
