@@ -193,7 +193,7 @@ class Reporter:
 
     def busy(self, address: str, port: int) -> None:
         self.requests += 1
-        if address is not self._address:
+        if address != self._address:  # equal text from another connection: no new bytes
             self._address, self._encoded = address, address.encode("ascii", "replace")
         _BUSY.pack_into(self._map, self._offset + _STATE_AT, BUSY, port, self.requests, self.progress,
                         time.monotonic(), self._encoded)

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from conftest import HANDLERS
 from support import needs_root, procs
 from support.clients import connect, read_line, talk
 
@@ -41,6 +42,38 @@ def test_the_parent_sees_each_child_idle_or_busy_with_its_client(serve, marks):
         assert int(read_line(held)) == busy[0]
     procs.wait_until(lambda: read_board(server, marks)[busy[0]][1] == "idle", 5, message="the slot back to idle")
     assert read_board(server, marks)[busy[0]] == ["server", "idle", "1", "-"]
+
+
+def test_an_http_childs_slot_is_busy_during_each_request_and_idle_between_them(serve, marks):
+    """A multiplexing HTTP child writes idle once its round of requests is done, not after each
+    request: the slot still reads idle between two requests of a keep-alive connection, busy with
+    that client during one, and counts every request."""
+    server = serve("--max_servers", "1", "--max_requests", "0", script=str(HANDLERS / "http_board.py"),
+                   env={"MARK_DIR": str(marks)})
+    (kid,) = server.wait_children(1)
+    with connect(server.addr, timeout=10) as held:
+        port = held.getsockname()[1]
+        for _ in range(3):
+            held.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(held).endswith(b"Hello, world!\n")
+        procs.wait_until(lambda: read_board(server, marks)[kid][1] == "idle", 5, message="the slot idle")
+        assert read_board(server, marks)[kid] == ["server", "idle", "3", "-"]
+        held.sendall(b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n")
+        procs.wait_until(lambda: read_board(server, marks)[kid][1] == "busy", 5, message="the slot busy")
+        assert read_board(server, marks)[kid][2:] == ["4", f"127.0.0.1:{port}"]
+        assert read_response(held).endswith(b"Hello, world!\n")
+        procs.wait_until(lambda: read_board(server, marks)[kid][1] == "idle", 5, message="the slot idle again")
+        assert read_board(server, marks)[kid] == ["server", "idle", "4", "-"]
+
+
+def read_response(sock) -> bytes:
+    """One response of known length (the hello app's 14-byte body)."""
+    data = b""
+    while not (b"\r\n\r\n" in data and data.endswith(b"Hello, world!\n")):
+        piece = sock.recv(4096)
+        assert piece, f"the server closed the connection after {data!r}"
+        data += piece
+    return data
 
 
 def test_a_child_whose_ready_pipe_closes_is_replaced_before_it_is_reaped(serve, marks):

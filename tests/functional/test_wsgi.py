@@ -149,6 +149,20 @@ def test_input_is_bounded_by_the_body_and_spares_the_next_request(serve, mode):
     assert after.body == b"Hello, world!\n"
 
 
+@pytest.mark.parametrize("mode", ["read", "sized", "readline", "readlines", "iter"])
+def test_input_of_a_request_without_a_body_is_empty_and_so_is_the_next_ones(serve, io_path, mode):
+    """GET and an empty POST share one empty wsgi.input; a body after them still gets its own."""
+    server = start(serve, personality=io_path)
+    with Wire(server.addr) as wire:
+        wire.send(get("/echo?mode=" + mode) +
+                  b"POST /echo?mode=%s HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n" % mode.encode() +
+                  b"POST /echo?mode=%s HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nbody" % mode.encode())
+        replies = [wire.read_reply() for _ in range(3)]
+    empty = "1" if mode == "read" else "0"  # read() is one piece, empty or not
+    assert [(r.status, r.body, r.header("X-Pieces")) for r in replies] == \
+        [(200, b"", empty), (200, b"", empty), (200, b"body", "1")]
+
+
 def test_input_waits_for_a_body_sent_slowly(serve):
     server = start(serve)
     with Wire(server.addr) as wire:
@@ -404,6 +418,19 @@ def test_date_and_server_headers(serve):
     quiet = start(serve, "--server_revision", "")
     reply = exchange(quiet.addr, get("/hello"))
     assert reply.header("Server") is None and reply.header("Date") is not None
+
+
+def test_the_date_moves_on_between_requests_of_one_connection(serve, io_path):
+    """The Date line is read once a round of requests (mux) or per response (blocking), never kept
+    for a connection: requests a second apart on one keep-alive connection carry different dates."""
+    server = start(serve, personality=io_path)
+    with Wire(server.addr) as wire:
+        dates = []
+        for _ in range(3):
+            wire.send(get("/hello"))
+            dates.append(wire.read_reply().header("Date"))
+            time.sleep(0.6)
+    assert len(set(dates)) >= 2, dates
 
 
 def test_http_client_round_trip(serve):

@@ -258,6 +258,8 @@ class Multiplexer:
         self.run_queue: deque[MuxConnection] = deque()
         self.listening: dict[int, Any] = {}
         self.watching = False
+        self.served_since_wait = False  # a request ran since the scoreboard last said idle
+        self.head_lines = server.date.head_lines()  # the Date and Server lines of this round's responses
         self.next_sweep = 0.0
         self.deferred = 0.0        # until when this child leaves new connections to its siblings
         self.waited = False        # it has left one once: the next it takes
@@ -315,13 +317,23 @@ class Multiplexer:
                     self.drain()
                     if not self.conns:
                         return
+                elif self.served_since_wait:
+                    # Idle once the round's requests are done, not after each: the child is
+                    # not idle until it waits, and one write a round costs less than one a request.
+                    self.served_since_wait = False
+                    server.status.idle()
                 timeout = 0 if self.run_queue else (SWEEP if self.conns or self.deferred or self.retire_at else -1)
                 if self.deferred and not self.run_queue:
                     timeout = max(0.0, min(timeout, self.deferred - time.monotonic()))
                 # This round runs what was queued before these events: a connection whose request
                 # the events complete runs it at once, and what it queues then waits for the next.
                 queued = len(self.run_queue)
-                for fd, events in self.poller.poll(timeout):
+                events_now = self.poller.poll(timeout)
+                # The Date line, read once a round rather than once a response: it changes once a
+                # second, and a round's requests are answered within moments of each other (a round
+                # of slow ones dates the last of them by the start of the round).
+                self.head_lines = server.date.head_lines()
+                for fd, events in events_now:
                     conn = self.conns.get(fd)
                     if conn is not None:
                         try:
@@ -436,8 +448,11 @@ class Multiplexer:
             conn.stream.feed(data)
             if len(data) < 65536:
                 conn.readable = False  # a short read emptied the socket; more data brings a new edge
-            request = conn.ready_request(self.buffer_body)
-            if request is not None:
+            requests = conn.stream.requests
+            if not requests:
+                continue
+            request = requests[0]
+            if request.complete or conn.ready_request(self.buffer_body) is not None:  # complete: ready
                 if at_once:
                     self.start(conn, request)
                 else:
@@ -612,12 +627,13 @@ class Multiplexer:
         if self.limit and server.requests >= self.limit:
             keep = False
             server.draining = True  # this child has served its share: finish and leave
-        response = Response(request, conn.sender, server.date.head_lines(), keep, conn.skip_limit)
+        response = Response(request, conn.sender, self.head_lines, keep, conn.skip_limit)
         conn._response = response
         environ = conn.environ(request)
         started = time.monotonic() if self.access_log.enabled else 0.0  # only the access log's %D reads it
         reporter = server.status
         reporter.busy(conn.client.peeraddr, conn.client.peerport)
+        self.served_since_wait = True
         server._in_request = True
         result = None
         try:
@@ -640,8 +656,6 @@ class Multiplexer:
             server._in_request = False
             if server.draining:
                 reporter.state(status.LEAVING_STATE)
-            else:
-                reporter.idle()
         if conn.pending is not None:
             self.pump(conn)
             return

@@ -21,6 +21,7 @@ from .wsgi_io import FileWrapper
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -41,20 +42,21 @@ PLAIN, LENGTH, CLOSE, DATE, SERVER = 0, 1, 2, 4, 8
 #: the same few headers again and again: each is checked and encoded once.  Bounded, since values
 #: that change per response (lengths, ETags, cookies) would otherwise grow it without end.
 _LINES: dict[tuple[str, str], tuple[bytes, int, int]] = {}
-_STATUS_LINES: dict[str, bytes] = {}
+_STATUS_LINES: dict[str, tuple[bytes, int]] = {}  # status -> (its encoded line, its code)
 _CACHE_LIMIT = 2048
 
 
-def _status_line(status: Any) -> bytes:
+def _status_line(status: Any) -> tuple[bytes, int]:
     if type(status) is not str or not _STATUS.match(status):
         raise AppError("invalid status %r from the application" % (status,)) from None
     try:
         line = b"HTTP/1.1 " + status.encode("latin-1") + b"\r\n"
     except UnicodeEncodeError:
         raise AppError("the status must be latin-1 (PEP 3333): %r" % status) from None
+    found = line, int(status[:3])
     if len(_STATUS_LINES) < _CACHE_LIMIT:
-        _STATUS_LINES[status] = line
-    return line
+        _STATUS_LINES[status] = found
+    return found
 
 
 def _header_line(item: Any) -> tuple[bytes, int, int]:
@@ -143,7 +145,7 @@ class Response:
         self.head_line = head_line          # Date and Server lines, made by the protocol
         self.status = ""
         self.code = 0
-        self.headers: list[tuple[str, str]] = []
+        self.headers: Sequence[tuple[str, str]] = ()  # the application's list, once start_response has it
         self.length: int | None = None      # the body's length, when known
         self.chunked = False
         self.head_sent = False
@@ -161,9 +163,9 @@ class Response:
         if exc_info is not None or self.started:
             self._restart(exc_info)
         try:
-            status_line = _STATUS_LINES[status]
+            status_line, code = _STATUS_LINES[status]
         except (KeyError, TypeError):
-            status_line = _status_line(status)
+            status_line, code = _status_line(status)
         if type(headers) is not list:
             raise AppError("response headers must be a list, not %s" % type(headers).__name__)
         lines = [status_line]
@@ -180,7 +182,7 @@ class Response:
                     length = value
                 else:
                     kinds |= kind
-        self.status, self.code, self.headers, self._lines = status, int(status[:3]), headers, lines
+        self.status, self.code, self.headers, self._lines = status, code, headers, lines
         if length is not None:
             self.length, self._app_length = length, True
         if kinds:
@@ -293,13 +295,11 @@ class Response:
         elif len(body) != length:
             self.send_body(result)  # shorter or longer than announced: framed and cut the general way
             return self.finish()
-        lines.append(self.head_line)
-        if not self.keep_alive:
-            lines.append(b"Connection: close\r\n")
-        elif request.version == "1.0":
-            lines.append(b"Connection: keep-alive\r\n")
-        lines.append(b"\r\n")
-        lines.append(body)
+        if self.keep_alive and request.version == "1.1":
+            lines += (self.head_line, b"\r\n", body)  # the usual case: one step, not three
+        else:
+            lines += (self.head_line, b"Connection: close\r\n" if not self.keep_alive else
+                      b"Connection: keep-alive\r\n", b"\r\n", body)
         self.head_sent = True
         self.body_sent = length
         self.sender.send(b"".join(lines))

@@ -43,7 +43,7 @@ from . import http
 from .access_log import AccessLog
 from .forwarded import TrustedProxies
 from .response import AppError, Response, Sender
-from .wsgi_io import Errors, FileWrapper, Input
+from .wsgi_io import NO_BODY, Errors, FileWrapper, Input
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -501,7 +501,7 @@ class Channel:
                 environ[key] = environ[key] + joiner + value.decode("latin-1")
             else:
                 environ[key] = value.decode("latin-1")
-        environ["wsgi.input"] = Input(self, request)
+        environ["wsgi.input"] = Input(self, request) if request.body or not request.complete else NO_BODY
         if self.server.trusted_proxies.active:
             self.server.trusted_proxies.apply(environ, request.headers)
         if self.environ_hook is not None:

@@ -106,6 +106,17 @@ class Input:
         return request.content_length - request.received
 
 
+def _no_body() -> Input:
+    request = Request()
+    request.complete = True
+    return Input(None, request)  # type: ignore[arg-type]  # complete: it never pulls from its source
+
+
+#: The ``wsgi.input`` of every request whose body is empty or absent (most of them): nothing to
+#: read and nothing to pull, so one object serves them all instead of one made per request.
+NO_BODY = _no_body()
+
+
 class Errors:
     """``wsgi.errors``: text the application writes goes to the server's log, a line a record."""
 
