@@ -151,12 +151,20 @@ class RequestStream:
         self._closes = False         # the last complete request ends the connection
 
     # ------------------------------------------------------------------ feeding
-    def feed(self, data: bytes) -> None:
-        """Parse what arrived; a refusal queues its placeholder and stops parsing."""
+    def feed(self, data: bytes, now: float | None = None) -> None:
+        """Parse what arrived (at ``now``, the monotonic clock, if the caller has read it); a
+        refusal queues its placeholder and stops parsing."""
         if self.broken:
             return
         began_in_head = self.in_head
         receiving = self._receiving
+        if not began_in_head and receiving is None:
+            # Between messages, whatever arrives begins a head (or is the blank line before one):
+            # its time runs from here.  Marked here rather than in a callback per message: a head
+            # that begins later in these bytes, after a request they complete, is marked by the
+            # next feed, which its remaining bytes need.
+            self.in_head = True
+            self.head_started = time.monotonic() if now is None else now
         received = receiving.received if receiving is not None else 0
         self._feeding = len(data)
         try:
@@ -244,17 +252,17 @@ class RequestStream:
             request.error = HTTPError(400, "a body on an Upgrade request is not supported")
 
     # ------------------------------------------------------------------ httptools callbacks
-    def on_message_begin(self) -> None:
-        self._current = request = Request()
-        self._url = b""
-        self._headers = request.headers  # filled in place: the request's own list
-        self._trailers.size = 0
-        self.in_head = True
-        self.head_started = time.monotonic()
-
+    # No on_message_begin: a message's first callback is on_url (a request line has a target),
+    # which begins the Request; one callback a request fewer.
     def on_url(self, url: bytes) -> None:
-        # Usually one piece; a target split across reads arrives in several.
-        self._url = self._url + url if self._url else url
+        if self._current is None:
+            self._current = request = Request()
+            self._headers = request.headers  # filled in place: the request's own list
+            self._trailers.size = 0
+            self._url = url
+            self.in_head = True  # marked by feed() already, unless the head began after a request
+        else:
+            self._url += url  # a target split across reads arrives in several pieces
         if len(self._url) > self.limits.request_line:
             raise HTTPError(414, "request target longer than %d bytes" % self.limits.request_line)
 

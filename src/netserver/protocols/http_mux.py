@@ -444,8 +444,8 @@ class Multiplexer:
                 conn.readable = False
                 conn.eof = True
                 break
-            conn.last_read = time.monotonic()
-            conn.stream.feed(data)
+            conn.last_read = now = time.monotonic()
+            conn.stream.feed(data, now)
             if len(data) < 65536:
                 conn.readable = False  # a short read emptied the socket; more data brings a new edge
             requests = conn.stream.requests
