@@ -40,6 +40,7 @@ def test_environ_keys_on_every_personality(serve, personality):
     assert environ["REQUEST_METHOD"] == "GET"
     assert environ["SCRIPT_NAME"] == "" and environ["PATH_INFO"] == "/environ/x"
     assert environ["QUERY_STRING"] == "a=1&b=2" and environ["RAW_URI"] == "/environ/x?a=1&b=2"
+    assert environ["REQUEST_URI"] == environ["RAW_URI"] and environ["GATEWAY_INTERFACE"] == "CGI/1.1"
     assert environ["SERVER_NAME"] == host and environ["SERVER_PORT"] == str(port)
     assert environ["SERVER_PROTOCOL"] == "HTTP/1.1"
     assert environ["HTTP_HOST"] == "example.test:8080"
@@ -120,6 +121,16 @@ def test_headers_content_type_length_duplicates_and_underscores(serve):
     assert environ["HTTP_X_DUP"] == "one, two" and environ["HTTP_COOKIE"] == "a=1; b=2"
     assert environ["HTTP_X_LOWER"] == "yes"
     assert "HTTP_X_FORWARDED_FOR" not in environ  # a name with "_" could spoof one with "-"
+
+
+def test_a_requests_environ_has_room_for_its_headers_without_growing(serve, io_path):
+    """The per-connection environ template already holds every per-request key and has room for
+    twenty headers: its copy for each request is never grown (a dict resize per request)."""
+    server = start(serve, personality=io_path)
+    few = environ_of(server.addr, get("/environ"))
+    many = environ_of(server.addr, get("/environ", headers="".join("X-H%d: v\r\n" % n for n in range(12))))
+    assert many["HTTP_X_H11"] == "v"
+    assert many["dict_bytes"] == few["dict_bytes"]
 
 
 def test_http_10_request(serve):

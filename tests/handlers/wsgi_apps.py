@@ -53,6 +53,7 @@ def environ_case(environ, start_response):
                              for name in ("read", "readline", "readlines", "__iter__"))
     shown["errors_api"] = all(callable(getattr(errors, name, None)) for name in ("write", "writelines", "flush"))
     shown["file_wrapper"] = callable(environ.get("wsgi.file_wrapper"))
+    shown["dict_bytes"] = sys.getsizeof(environ)
     shown["str_types"] = sorted(key for key, value in environ.items() if key.isupper() and type(value) is not str)
     body = json.dumps(shown).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
