@@ -83,3 +83,36 @@ def test_inet_serves_http_on_a_pipe_pair():
     assert process.wait(10) == 0, process.stderr.read()
     process.stderr.close()
     assert data.count(b"HTTP/1.1 200 OK") == 2 and data.count(b"Hello, world!\n") == 2
+
+
+def test_keepalive_connections_opened_one_after_another_are_spread_over_the_children(serve):
+    """The kernel tends to wake the same idle child for each new connection; a child holding more
+    than four connections over its least-loaded sibling leaves the next one to it, so 48
+    connections made one at a time end up within a few of each other on 4 children (the rule of
+    "twice the sibling's count and four" left 6 against 17)."""
+    from support import procs
+
+    server = serve("--app", APP, "--max_servers", "4", "--max_requests", "0")
+    kids = server.wait_children(4)
+    held = []
+    try:
+        for _ in range(48):
+            sock = socket.create_connection(server.addr, timeout=10)
+            held.append(sock)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = b""
+            while not reply.endswith(b"Hello, world!\n"):
+                piece = sock.recv(4096)
+                assert piece, reply
+                reply += piece
+
+        def per_child() -> list[int]:
+            return sorted(sum(target.startswith("socket:") for target in procs.fd_targets(pid)) - 1
+                          for pid in kids)  # less the listener
+
+        procs.wait_until(lambda: sum(per_child()) == 48, 5, message="48 connections held")
+        counts = per_child()
+        assert counts[-1] - counts[0] <= 7, counts
+    finally:
+        for sock in held:
+            sock.close()

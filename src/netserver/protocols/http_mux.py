@@ -62,9 +62,11 @@ ERRORS = select.EPOLLERR | select.EPOLLHUP
 OUT_LIMIT = 256 * 1024
 SWEEP = 0.25  # seconds between timeout sweeps
 DEFER = 0.002  # seconds a child holding far more connections than a sibling leaves a new one to it
-#: "Far more": over twice the sibling's count and this many besides.  Balancing tighter than that
-#: costs throughput (measured: a child serving 4 keep-alive connections does them in one wake-up,
-#: four children with one each need four), and the herd of idle children already spreads the rest.
+#: "Far more": more than this many over the sibling's count.  No balancing below it: a child
+#: serving 4 keep-alive connections does them in one wake-up, four children with one each need
+#: four.  (Over twice the sibling's count and 4 more, the rule before, let the kernel's habit of
+#: waking the same idle child leave 6 connections on one child and 17 on another, and the clients
+#: of the busiest child got half the mean's rate.)
 HOARD_SLACK = 4
 LINGER = 0.5  # seconds a closed connection is read away for, so its last response is not reset
 
@@ -380,7 +382,7 @@ class Multiplexer:
         held = len(self.conns)
         if held > HOARD_SLACK and not self.waited:  # fewer cannot be "far more" than any sibling's
             fewest = server.status.fewest_elsewhere()
-            if fewest is not None and held > 2 * fewest + HOARD_SLACK:
+            if fewest is not None and held > fewest + HOARD_SLACK:
                 # A sibling holds fewer: leave it this connection for a moment.  It takes the
                 # connection if it is waiting in epoll (it was woken too); if it is not, this child
                 # takes it when the moment is over.
