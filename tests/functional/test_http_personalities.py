@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from conftest import server_env
+from support.rawhttp import Wire, get
 
 APP = "http_load_apps:hello"
 
@@ -97,14 +98,10 @@ def test_keepalive_connections_opened_one_after_another_are_spread_over_the_chil
     held = []
     try:
         for _ in range(48):
-            sock = socket.create_connection(server.addr, timeout=10)
-            held.append(sock)
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            reply = b""
-            while not reply.endswith(b"Hello, world!\n"):
-                piece = sock.recv(4096)
-                assert piece, reply
-                reply += piece
+            wire = Wire(server.addr, timeout=10)
+            held.append(wire)
+            wire.send(get("/", host="x"))
+            assert wire.read_reply().body == b"Hello, world!\n"
 
         def per_child() -> list[int]:
             return sorted(sum(target.startswith("socket:") for target in procs.fd_targets(pid)) - 1
@@ -114,5 +111,5 @@ def test_keepalive_connections_opened_one_after_another_are_spread_over_the_chil
         counts = per_child()
         assert counts[-1] - counts[0] <= 7, counts
     finally:
-        for sock in held:
-            sock.close()
+        for wire in held:
+            wire.close()

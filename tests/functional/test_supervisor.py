@@ -17,6 +17,7 @@ import pytest
 from conftest import HANDLERS
 from support import needs_root, procs
 from support.clients import connect, read_line, talk
+from support.rawhttp import Wire, get
 
 
 def read_board(server, marks) -> dict[int, list[str]]:
@@ -51,29 +52,19 @@ def test_an_http_childs_slot_is_busy_during_each_request_and_idle_between_them(s
     server = serve("--max_servers", "1", "--max_requests", "0", script=str(HANDLERS / "http_board.py"),
                    env={"MARK_DIR": str(marks)})
     (kid,) = server.wait_children(1)
-    with connect(server.addr, timeout=10) as held:
-        port = held.getsockname()[1]
+    with Wire(server.addr, timeout=10) as wire:
+        port = wire.sock.getsockname()[1]
         for _ in range(3):
-            held.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert read_response(held).endswith(b"Hello, world!\n")
+            wire.send(get("/", host="x"))
+            assert wire.read_reply().body == b"Hello, world!\n"
         procs.wait_until(lambda: read_board(server, marks)[kid][1] == "idle", 5, message="the slot idle")
         assert read_board(server, marks)[kid] == ["server", "idle", "3", "-"]
-        held.sendall(b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n")
+        wire.send(get("/sleep", host="x"))
         procs.wait_until(lambda: read_board(server, marks)[kid][1] == "busy", 5, message="the slot busy")
         assert read_board(server, marks)[kid][2:] == ["4", f"127.0.0.1:{port}"]
-        assert read_response(held).endswith(b"Hello, world!\n")
+        assert wire.read_reply().body == b"Hello, world!\n"
         procs.wait_until(lambda: read_board(server, marks)[kid][1] == "idle", 5, message="the slot idle again")
         assert read_board(server, marks)[kid] == ["server", "idle", "4", "-"]
-
-
-def read_response(sock) -> bytes:
-    """One response of known length (the hello app's 14-byte body)."""
-    data = b""
-    while not (b"\r\n\r\n" in data and data.endswith(b"Hello, world!\n")):
-        piece = sock.recv(4096)
-        assert piece, f"the server closed the connection after {data!r}"
-        data += piece
-    return data
 
 
 def test_a_child_whose_ready_pipe_closes_is_replaced_before_it_is_reaped(serve, marks):
