@@ -352,6 +352,9 @@ def test_a_unix_port_a_hup_drops_loses_its_socket_file(serve, tmp_path):
     procs.wait_until(lambda: server.log().count("starting! pid") == 2, 15, message="the re-exec")
     server.wait_children(1, timeout=15, exclude=(child,))
     assert not path.exists()
+    # The previous generation's child may take a connection until it has been told to leave:
+    # ask once it is gone.
+    procs.wait_until(lambda: child not in server.children(), 15, message="the previous generation gone")
     assert pid_of(server.addr) != child
 
 
